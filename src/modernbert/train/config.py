@@ -1,0 +1,205 @@
+"""The typed training recipe: YAML + `key=value` overrides -> `TrainConfig`, checked at the door.
+
+`load_recipe(path, overrides)` reads the YAML with OmegaConf, merges the dotlist overrides,
+substitutes `{run_name}` in every string, converts the data into the dataclasses below with
+the generic converter (`modernbert.train.convert`) and runs `validate_recipe`. Every problem
+(unknown key with a did-you-mean, wrong type, missing value, impossible combination) is
+reported by its full key path in one `RecipeError` before any model or data is built.
+
+The dataclasses are the single home of every default; the model's and the data layer's own
+dataclasses (`ModernBertConfig`, `MLMLoaderConfig`, `BatchSizeWarmup`) are embedded as-is.
+Components (optimizer, scheduler, callbacks, loggers) are named sections whose options are
+typed by their registry entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from modernbert.data.config import BatchSizeWarmup, MLMLoaderConfig
+from modernbert.model import ModernBertConfig
+from modernbert.train.callbacks import CALLBACKS
+from modernbert.train.convert import Interval, Keyed, Named, RecipeError, convert
+from modernbert.train.loggers import LOGGERS
+from modernbert.train.optim import OPTIMIZERS, OptimizerConfig
+from modernbert.train.schedulers import SCHEDULERS
+from modernbert.train.validate import validate_recipe
+
+__all__ = [
+    "FSDPConfig",
+    "InitFromConfig",
+    "ParallelismConfig",
+    "RecipeError",
+    "TrainConfig",
+    "load_recipe",
+    "recipe_to_dict",
+    "validate_recipe",
+]
+
+
+@dataclass
+class FSDPConfig:
+    """FSDP options, passed to Composer's `parallelism_config={'fsdp': ...}` (FSDP1)."""
+
+    sharding_strategy: Literal[
+        "FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD", "_HYBRID_SHARD_ZERO2"
+    ] = "FULL_SHARD"  # what each rank keeps: full sharding = least memory
+    mixed_precision: Literal["DEFAULT", "PURE", "FULL"] = "DEFAULT"  # Composer's FSDP presets
+    activation_checkpointing: bool = False  # recompute each block's activations in backward
+    activation_cpu_offload: bool = False  # keep checkpointed activations on the CPU
+    cpu_offload: bool = False  # keep sharded parameters on the CPU
+    state_dict_type: Literal["full", "sharded"] = "full"  # checkpoint layout
+    backward_prefetch: Literal["BACKWARD_PRE", "BACKWARD_POST", "NONE"] = "BACKWARD_PRE"
+    forward_prefetch: bool = False  # prefetch the next all-gather during forward
+    limit_all_gathers: bool = True  # bound in-flight all-gathers (memory)
+    use_orig_params: bool = True  # needed by torch.compile and per-parameter groups
+    sync_module_states: bool = False  # broadcast rank 0's weights at wrap time
+    verbose: bool = False  # print the wrapped module tree
+
+    def to_composer(self) -> dict[str, Any]:
+        """The dict Composer's `parallelism_config['fsdp']` accepts."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ParallelismConfig:
+    """Data parallelism: `ddp` (replicated weights) or `fsdp` (sharded weights)."""
+
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # how ranks share the model
+    fsdp: FSDPConfig | None = None  # FSDP options; only with strategy fsdp (null = defaults)
+
+    def fsdp_options(self) -> FSDPConfig | None:
+        """The FSDP options in effect (None under ddp)."""
+        if self.strategy != "fsdp":
+            return None
+        return self.fsdp if self.fsdp is not None else FSDPConfig()
+
+
+@dataclass
+class InitFromConfig:
+    """Start a new phase from an earlier checkpoint's weights (fresh time, data and schedule)."""
+
+    path: str  # Composer checkpoint file or folder (its latest checkpoint)
+    # weights: copy the weights as they are; tile: centre-tile smaller weights into this model
+    mode: Literal["weights", "tile"] = "weights"
+    reset_optimizer: bool = True  # start the optimizer fresh (must be true for tile)
+
+
+@dataclass
+class TrainConfig:
+    """One training run (one phase), mapping 1:1 onto the YAML recipe."""
+
+    run_name: str  # names the run, its folders ({run_name}) and its W&B run
+    tokenizer: str  # tokenizer folder or hub name (modernbert.data.tokenizer.load_tokenizer)
+    train_loader: MLMLoaderConfig  # training data: streams, sequence length, masking
+    scheduler: Annotated[object, Named(SCHEDULERS)]  # LR schedule: {name: ..., options}
+    max_duration: Interval  # run length, e.g. 1_700_000_000_000tok or 10000ba
+    global_train_batch_size: int  # rows per optimizer step over all ranks
+    seed: int = 17  # seeds model init, data order and masking
+    model: ModernBertConfig = field(default_factory=ModernBertConfig)  # architecture
+    eval_loader: MLMLoaderConfig | None = None  # evaluation data (null: no evaluation)
+    # rows per forward/backward on one rank; "auto" lets Composer search (GPU);
+    # null: the whole device batch at once
+    device_train_microbatch_size: int | Literal["auto"] | None = None
+    global_eval_batch_size: int | None = None  # null: same as global_train_batch_size
+    batch_size_warmup: BatchSizeWarmup | None = None  # ramp the batch size up (null: off)
+    optimizer: Annotated[OptimizerConfig, Named(OPTIMIZERS)] = field(
+        default_factory=OptimizerConfig
+    )
+    eval_interval: Interval = "1000ba"  # how often to evaluate
+    eval_subset_num_batches: int = -1  # eval batches per evaluation (-1: the whole eval set)
+    precision: Literal["fp32", "amp_bf16"] = "amp_bf16"  # autocast bf16 on GPU; fp32 on CPU
+    max_grad_norm: float | None = None  # clip the global gradient norm (null: no clipping)
+    compile: bool = False  # torch.compile the model
+    parallelism: ParallelismConfig = field(default_factory=ParallelismConfig)
+    # name -> options; null switches an entry off (e.g. override callbacks.memory_monitor=null)
+    callbacks: Annotated[dict[str, object], Keyed(CALLBACKS)] = field(default_factory=dict)
+    loggers: Annotated[dict[str, object], Keyed(LOGGERS)] = field(default_factory=dict)
+    save_folder: str | None = "runs/{run_name}/checkpoints"  # null: no checkpoints
+    save_interval: Interval = "1000ba"  # how often to checkpoint
+    save_num_checkpoints_to_keep: int = 3  # local checkpoints kept (-1: all)
+    autoresume: bool = False  # resume from the latest checkpoint in save_folder if any
+    load_path: str | None = None  # resume a checkpoint as-is (time, optimizer, data position)
+    init_from: InitFromConfig | None = None  # start a new phase from earlier weights
+    metrics_file: str | None = "runs/{run_name}/metrics.jsonl"  # where the jsonl logger writes
+
+    @property
+    def eval_batch_size(self) -> int:
+        """The global eval batch size in effect."""
+        if self.global_eval_batch_size is not None:
+            return self.global_eval_batch_size
+        return self.global_train_batch_size
+
+
+def load_recipe(
+    path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    world_size: int | None = None,
+) -> TrainConfig:
+    """Read, override, convert and validate a recipe; raise RecipeError listing all problems.
+
+    `world_size` (for the divisibility checks) defaults to the launcher's `WORLD_SIZE` or 1.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe file not found: {path}")
+    try:
+        raw = OmegaConf.load(path)
+    except Exception as err:  # YAML syntax errors come in several types
+        raise RecipeError(f"{path}: cannot parse YAML: {err}") from err
+    if not OmegaConf.is_dict(raw):
+        raise RecipeError(f"{path}: the recipe must be a mapping of keys, got {type(raw).__name__}")
+    bad = [o for o in overrides if "=" not in o or not o.split("=", 1)[0].strip()]
+    if bad:
+        raise RecipeError([f"override {o!r} is not of the form key=value" for o in bad])
+    try:
+        merged = OmegaConf.merge(raw, OmegaConf.from_dotlist(list(overrides)))
+        data = OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as err:
+        raise RecipeError(f"{path}: {err}") from err
+    cfg = recipe_from_dict(data)  # type: ignore[arg-type]
+    if world_size is None:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    validate_recipe(cfg, world_size)
+    return cfg
+
+
+def recipe_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Convert plain recipe data (already merged) into a TrainConfig, `{run_name}` substituted."""
+    run_name = data.get("run_name") if isinstance(data, dict) else None
+    if isinstance(run_name, str):
+        data = _substitute(data, "{run_name}", run_name)
+    return convert(TrainConfig, data)
+
+
+def recipe_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain nested data of a recipe (for W&B hyperparameters and a saved copy of the run)."""
+    return _plain(cfg)
+
+
+def _substitute(value: Any, token: str, text: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(token, text)
+    if isinstance(value, dict):
+        return {k: _substitute(v, token, text) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, token, text) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
