@@ -1,0 +1,48 @@
+"""Train the byte-level BPE tokenizer for text and code.
+
+python data_prep/train_tokenizer.py --input corpus/ --vocab-size 32768 --output tok/
+python data_prep/train_tokenizer.py --source local --vocab-size 8192 --output tok/
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from modernbert.data.prep.cli_args import add_input_args, max_bytes, sources_from_args
+from modernbert.data.prep.sources import iter_texts
+from modernbert.data.tokenizer import DEFAULT_MIN_FREQUENCY, TokenSpec, train_tokenizer
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_input_args(parser)
+    parser.add_argument("--vocab-size", type=int, required=True, help="before padding to 64")
+    parser.add_argument("--output", required=True, help="folder to save the tokenizer in")
+    parser.add_argument("--min-frequency", type=int, default=DEFAULT_MIN_FREQUENCY)
+    parser.add_argument(
+        "--max-files", dest="max_docs", type=int, help="same as --max-docs (a file or a record)"
+    )
+    args = parser.parse_args(argv)
+
+    sources = sources_from_args(args)
+    start = time.perf_counter()
+    tok = train_tokenizer(
+        iter_texts(sources, args.max_docs, max_bytes(args)),
+        vocab_size=args.vocab_size,
+        output_dir=args.output,
+        min_frequency=args.min_frequency,
+        show_progress=True,
+    )
+    spec = TokenSpec.from_tokenizer(tok)
+    print(
+        f"saved {args.output}: {spec.vocab_size} tokens (cls={spec.cls_id} sep={spec.sep_id} "
+        f"mask={spec.mask_id} pad={spec.pad_id}) in {time.perf_counter() - start:.1f}s"
+    )
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None

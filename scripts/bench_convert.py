@@ -1,0 +1,113 @@
+"""Conversion throughput: our converter vs plain `tokenizers` batch encoding of the same texts.
+
+    python scripts/bench_convert.py [--max-mb 20] [--tokenizer DIR] [--workers 1 2]
+
+Trains a tokenizer on the local corpus first when none is given. Prints docs/s, tokens/s and
+MB/s of text and CPU seconds (all threads and worker processes: meaningful even when other jobs
+share the machine) for each variant, and the converter's speed relative to plain encoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children: robust to other load on the box."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def main(argv: list[str] | None = None) -> None:
+    from tokenizers import Tokenizer
+
+    from modernbert.data.prep.convert import convert
+    from modernbert.data.prep.local_corpus import LocalCorpus, build_local_corpus
+    from modernbert.data.prep.sources import DocumentList, iter_texts
+    from modernbert.data.tokenizer import load_tokenizer, train_tokenizer
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--max-mb", type=float, default=20.0, help="size of the local corpus")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: train one)")
+    parser.add_argument("--vocab-size", type=int, default=16384)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 1])
+    parser.add_argument("--repeat", type=int, default=3, help="keep the fastest of N runs")
+    args = parser.parse_args(argv)
+    max_bytes = int(args.max_mb * 1e6)
+
+    work = Path(tempfile.mkdtemp(prefix="bench_convert-"))
+    start = time.perf_counter()
+    docs = build_local_corpus(max_bytes=max_bytes)
+    build_s = time.perf_counter() - start
+    texts = [d.text for d in docs]
+    mbytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
+    print(f"local corpus: {len(docs):,} docs, {mbytes:.1f} MB, built in {build_s:.1f}s")
+
+    if args.tokenizer is None:
+        start = time.perf_counter()
+        tok_sample = iter_texts([LocalCorpus(max_bytes=min(max_bytes, 8_000_000))])
+        train_tokenizer(tok_sample, args.vocab_size, work / "tok")
+        print(f"trained a {args.vocab_size} tokenizer in {time.perf_counter() - start:.1f}s")
+    tok_dir = args.tokenizer or str(work / "tok")
+    hf_tok = load_tokenizer(tok_dir)
+    backend = Tokenizer.from_str(hf_tok.backend_tokenizer.to_str())
+
+    def best(run) -> tuple[int, int, float, float]:
+        """(docs, tokens, seconds, cpu seconds) of the fastest of --repeat runs (shared box)."""
+        results = []
+        for _ in range(args.repeat):
+            start, cpu = time.perf_counter(), cpu_seconds()
+            n_docs, tokens = run()
+            results.append((n_docs, tokens, time.perf_counter() - start, cpu_seconds() - cpu))
+        return min(results, key=lambda r: r[2])
+
+    def plain(name: str):
+        def run() -> tuple[int, int]:
+            encodings = getattr(backend, name)(texts, add_special_tokens=False)
+            return len(encodings), sum(len(e.ids) for e in encodings)
+
+        return run
+
+    def ours(source_factory, workers: int):
+        def run() -> tuple[int, int]:
+            out = Path(tempfile.mkdtemp(dir=work)) / "mds"
+            summary = convert([source_factory()], hf_tok, out, workers=workers)
+            return summary.documents, summary.tokens
+
+        return run
+
+    rows = [(f"tokenizers {n}", *best(plain(n))) for n in ("encode_batch", "encode_batch_fast")]
+    for workers in args.workers:
+        rows.append(
+            (f"convert workers={workers}", *best(ours(lambda: DocumentList(docs), workers)))
+        )
+    e2e = ours(lambda: LocalCorpus(max_bytes=max_bytes), 1)
+    rows.append(("convert --source local workers=1", *best(e2e)))
+
+    title = f"variant (best of {args.repeat})"
+    print(f"\n{title:<36}{'docs/s':>8}{'tokens/s':>11}{'MB/s':>7}{'wall s':>8}{'CPU s':>7}")
+    for name, n_docs, tokens, seconds, cpu in rows:
+        print(
+            f"{name:<36}{n_docs / seconds:>8,.0f}{tokens / seconds:>11,.0f}"
+            f"{mbytes / seconds:>7.2f}{seconds:>8.2f}{cpu:>7.2f}"
+        )
+    speed = {name: tokens / seconds for name, _, tokens, seconds, _ in rows}
+    for name in list(speed)[2:]:
+        ratios = [
+            speed[name] / speed[f"tokenizers {b}"] for b in ("encode_batch", "encode_batch_fast")
+        ]
+        print(f"{name}: {ratios[0]:.2f}x encode_batch, {ratios[1]:.2f}x encode_batch_fast")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

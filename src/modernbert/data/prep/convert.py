@@ -1,0 +1,196 @@
+"""Raw text and code -> tokenized MDS shards (layout: docs/interfaces.md, section 1).
+
+Deterministic by construction: sources are read in a fixed order, results come back from
+the workers in input order, and the train/val split is a hash of each document's stable key
+(with a seed), so the same input gives byte-identical shards with any number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from modernbert.data.prep.documents import Document, Item, SourceError
+from modernbert.data.prep.encode import BatchEncoder
+from modernbert.data.prep.readers import ReadOptions
+from modernbert.data.prep.sources import Source, capped_documents, iter_items, make_sources
+from modernbert.data.prep.staging import staged_output
+from modernbert.data.prep.summary import SPLITS, Summary
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
+
+log = logging.getLogger(__name__)
+
+COLUMNS = {"input_ids": "ndarray:uint32", "source": "str", "language": "str"}
+DEFAULT_VAL_FRACTION = 0.01
+DEFAULT_COMPRESSION = "zstd"
+DEFAULT_SHARD_BYTES = 1 << 26
+DEFAULT_SEED = 0
+# 1 = one tokenizer thread that itself uses every core (Rust); N > 1 = N spawned processes,
+# for many-core machines. On a 2-core box 1 was as fast and used less CPU (bench_convert.py).
+DEFAULT_WORKERS = 1
+# A batch of work for one worker: large enough to amortise the hand-off, small enough to
+# keep every core busy and memory flat.
+BATCH_DOCS = 1024
+BATCH_CHARS = 4 << 20
+
+
+def split_of(key: str, val_fraction: float, seed: int = DEFAULT_SEED) -> str:
+    """'val' for a stable pseudo-random `val_fraction` of keys, else 'train'."""
+    digest = hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest()
+    return "val" if int.from_bytes(digest, "big") < val_fraction * 2**64 else "train"
+
+
+def convert(
+    inputs: Sequence[str | Path | Source],
+    tokenizer: str | Path | PreTrainedTokenizerFast,
+    output: str | Path,
+    *,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    text_field: str = "text",
+    extensions: Iterable[str] | None = None,
+    workers: int = DEFAULT_WORKERS,
+    compression: str | None = DEFAULT_COMPRESSION,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    max_docs: int | None = None,
+    max_bytes: int | None = None,
+    seed: int = DEFAULT_SEED,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> Summary:
+    """Tokenize every document of `inputs` into OUTPUT/{train,val} MDS datasets.
+
+    Inputs are paths, `hf:` dataset specs, `local:` (the built-in corpus) or Source objects.
+    Raises FileNotFoundError / ValueError (SourceError) naming the bad input; on any error the
+    partial output is removed.
+    """
+    from streaming.base.compression import is_compression
+
+    from modernbert.data.tokenizer import check_special_tokens, load_tokenizer
+
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if compression in ("", "none"):
+        compression = None
+    if compression is not None and not is_compression(compression):
+        raise ValueError(f"unknown compression {compression!r} (e.g. zstd, gz, none)")
+    for name, cap in (("max_docs", max_docs), ("max_bytes", max_bytes)):
+        if cap is not None and cap < 1:
+            raise ValueError(f"{name} must be >= 1, got {cap}")
+    sources = make_sources(inputs, ReadOptions(text_field=text_field), extensions)
+    tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str | Path) else tokenizer
+    if not hasattr(tok, "backend_tokenizer"):
+        raise ValueError(f"tokenizer {type(tok).__name__} is not a fast (Rust) tokenizer")
+    check_special_tokens(tok)
+    summary = Summary(
+        config={
+            "inputs": [str(s) if isinstance(s, str | Path) else s.name for s in inputs],
+            "tokenizer": str(tokenizer) if isinstance(tokenizer, str | Path) else tok.name_or_path,
+            "vocab_size": len(tok),
+            "val_fraction": val_fraction,
+            "seed": seed,
+            "text_field": text_field,
+            "compression": compression,
+            "max_docs": max_docs,
+            "max_bytes": max_bytes,
+        }
+    )
+    items = capped_documents(iter_items(sources), max_docs, max_bytes)
+    with staged_output(output, overwrite) as tmp:
+        _write_splits(
+            items,
+            tok.backend_tokenizer.to_str(),
+            tmp,
+            summary,
+            workers=workers,
+            compression=compression,
+            shard_bytes=shard_bytes,
+            val_fraction=val_fraction,
+            seed=seed,
+            progress=progress,
+        )
+        if summary.documents == 0:
+            skipped = dict(summary.skipped) or "nothing"
+            raise SourceError(f"no documents in the inputs (skipped: {skipped})")
+        if val_fraction > 0 and summary.splits["val"].documents == 0:
+            log.warning("val split is empty: too few documents for val_fraction=%s", val_fraction)
+        (tmp / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    return summary
+
+
+def _batches(items: Iterable[Item], summary: Summary) -> Iterator[tuple[list[str], list[Document]]]:
+    texts: list[str] = []
+    docs: list[Document] = []
+    chars = 0
+    for item in items:
+        if not isinstance(item, Document):
+            summary.add_skipped(item.source, item.reason)
+            continue
+        texts.append(item.text)
+        docs.append(item)
+        chars += len(item.text)
+        if len(docs) >= BATCH_DOCS or chars >= BATCH_CHARS:
+            yield texts, docs
+            texts, docs, chars = [], [], 0
+    if docs:
+        yield texts, docs
+
+
+def _write_splits(
+    items: Iterable[Item],
+    tokenizer_json: str,
+    out: Path,
+    summary: Summary,
+    *,
+    workers: int,
+    compression: str | None,
+    shard_bytes: int,
+    val_fraction: float,
+    seed: int,
+    progress: bool,
+) -> None:
+    from streaming import MDSWriter
+    from tqdm import tqdm
+
+    writers = {
+        s: MDSWriter(
+            out=str(out / s), columns=COLUMNS, compression=compression, size_limit=shard_bytes
+        )
+        for s in SPLITS
+    }
+    lengths: dict[str, list[int]] = {s: [] for s in SPLITS}
+    try:
+        with (
+            BatchEncoder(tokenizer_json, workers) as encoder,
+            tqdm(unit="doc", desc="tokenizing", disable=not progress, mininterval=1.0) as bar,
+        ):
+            for (flat, doc_lengths), docs in encoder.map(_batches(items, summary)):
+                ends = np.cumsum(doc_lengths)
+                for doc, ids in zip(docs, np.split(flat, ends[:-1]), strict=True):
+                    if ids.size == 0:
+                        summary.add_skipped(doc.source, "no_tokens")
+                        continue
+                    split = split_of(doc.key, val_fraction, seed)
+                    writers[split].write(
+                        {"input_ids": ids, "source": doc.source, "language": doc.language}
+                    )
+                    lengths[split].append(ids.size)
+                    summary.add_document(
+                        doc.source, doc.language, split, ids.size, len(doc.text.encode("utf-8"))
+                    )
+                bar.update(len(docs))
+                bar.set_postfix(tokens=f"{summary.tokens:,}", refresh=False)
+    except BaseException:
+        for writer in writers.values():
+            writer.cancel_future_jobs()
+        raise
+    for split, writer in writers.items():
+        writer.finish()
+        np.save(out / split / "doc_lengths.npy", np.asarray(lengths[split], dtype=np.uint32))
