@@ -1,0 +1,31 @@
+"""Train a ModernBERT encoder from a YAML recipe.
+
+    composer main.py yamls/pretrain_base.yaml key=value a.b=c ...
+    python main.py yamls/demo/pretrain.yaml max_duration=50ba
+
+Loads the recipe, applies the OmegaConf dotlist overrides, validates, builds, fits.
+Everything else lives in ``modernbert.train``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from modernbert.train import RecipeError
+from modernbert.train.trainer import run
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if argv else 2
+    try:
+        run(argv[0], argv[1:])
+    except RecipeError as err:  # a bad recipe: the message names every problem, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

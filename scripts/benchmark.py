@@ -1,0 +1,83 @@
+"""Our ModernBertForMaskedLM vs transformers' ModernBertForMaskedLM: tokens/s and peak memory.
+
+    python scripts/benchmark.py --preset cpu --json runs/bench_cpu.json
+    PYTHONPATH=src python scripts/benchmark.py --preset gpu-base --json bench_gpu.json
+
+Needs torch + transformers + this repo's src/ only (no Composer, no hub download); the
+method is described in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+try:
+    import modernbert.bench  # noqa: F401
+except ImportError:  # a bare checkout (e.g. a GPU box with torch only): use src/ directly
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import torch
+
+from modernbert.bench.presets import PRESETS, get_preset
+from modernbert.bench.report import format_table
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    p.add_argument("--json", type=Path, help="write every figure to this file")
+    p.add_argument("--seq-lens", type=int, nargs="+", help="override the preset's lengths")
+    p.add_argument("--tokens-per-step", type=int)
+    p.add_argument("--phases", nargs="+", choices=["train", "inference"])
+    p.add_argument("--modes", nargs="+", choices=["fixed", "variable"])
+    p.add_argument("--backends", nargs="+", help="our attention backends, first = 'ours'")
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--memory", choices=["rss", "cuda", "off"])
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--hf-compile",
+        action="store_true",
+        help="let transformers torch.compile its MLP/head (its CUDA default); off: eager",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from modernbert.bench.runner import run_benchmark
+
+    args = parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    overrides = {
+        "seq_lens": tuple(args.seq_lens) if args.seq_lens else None,
+        "tokens_per_step": args.tokens_per_step,
+        "phases": tuple(args.phases) if args.phases else None,
+        "modes": tuple(args.modes) if args.modes else None,
+        "backends": tuple(args.backends) if args.backends else None,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "steps": args.steps,
+        "memory": args.memory,
+        "hf_compile": True if args.hf_compile else None,
+    }
+    preset = get_preset(args.preset).replace(
+        **{k: v for k, v in overrides.items() if v is not None}
+    )
+    result = run_benchmark(preset, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(format_table(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

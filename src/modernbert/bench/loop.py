@@ -1,0 +1,183 @@
+"""Whole training loop vs the bare model step: what the loader and Composer cost.
+
+The loop figure is `python main.py RECIPE` itself, read from its metrics jsonl (the
+`speed_monitor` callback counts real tokens over a window that starts after warm-up). The
+model-only figure runs the same model config on batches taken from the same loader, with
+the recipe's optimizer, precision and microbatching, and nothing else: no Composer, no
+dataloader in the timed region, no callbacks or loggers.
+
+Needs the training stack (Composer, streaming), unlike the rest of `modernbert.bench`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..model import ModernBertForMaskedLM
+
+THROUGHPUT_KEY = "throughput/tokens_per_sec"
+
+
+def loop_overrides(steps: int, skip: int, metrics_file: Path) -> list[str]:
+    """Overrides that make a recipe a clean, short, timed run of `steps` full-size batches."""
+    if steps <= skip or skip < 1:
+        raise ValueError(f"need 1 <= skip < steps, got skip={skip}, steps={steps}")
+    return [
+        f"max_duration={steps}ba",
+        f"callbacks.speed_monitor.window_size={steps - skip}",
+        "loggers.jsonl={}",
+        f"metrics_file={metrics_file}",
+        "run_name=bench-loop",
+        "batch_size_warmup=null",
+        "eval_loader=null",
+        "save_folder=null",
+        "autoresume=false",
+        "load_path=null",
+    ]
+
+
+def run_training_loop(
+    main_py: Path, recipe: Path, overrides: list[str], env: dict[str, str] | None = None
+) -> str:
+    """Run `python main.py recipe overrides...`; return its output, raise if it failed."""
+    proc = subprocess.run(
+        [sys.executable, str(main_py), str(recipe), *overrides],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"main.py {recipe} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+        )
+    return proc.stdout
+
+
+def loop_throughput(metrics_file: Path, steps: int) -> dict[str, Any]:
+    """Real tokens/s of the window that ends at the last step (the post-warm-up batches)."""
+    if not metrics_file.is_file():
+        raise FileNotFoundError(f"metrics file not found: {metrics_file}")
+    rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    figures = {int(r["step"]): r[THROUGHPUT_KEY] for r in rows if THROUGHPUT_KEY in r}
+    if not figures:
+        raise ValueError(f"{metrics_file} holds no {THROUGHPUT_KEY!r}: is speed_monitor on?")
+    last = max(figures)
+    if last != steps:
+        raise ValueError(f"{metrics_file}: last throughput at step {last}, expected {steps}")
+    return {"tokens_per_s": figures[last], "step": last}
+
+
+def _split(batch: dict[str, torch.Tensor], rows: int) -> list[dict[str, torch.Tensor]]:
+    total = batch["input_ids"].shape[0]
+    return [{k: v[i : i + rows] for k, v in batch.items()} for i in range(0, total, rows)]
+
+
+def model_only_throughput(cfg: Any, steps: int, skip: int, device: torch.device) -> dict:
+    """Tokens/s of bare training steps on the recipe's model, optimizer and batches."""
+    from composer.utils import reproducibility
+
+    from ..data.loader import build_mlm_dataloader
+    from ..data.tokenizer import TokenSpec, load_tokenizer
+    from ..train.composer_model import MODEL_INPUT_KEYS
+    from ..train.optim import build_optimizer
+    from ..train.trainer import microbatch_size_for, precision_for
+
+    tokens = TokenSpec.from_tokenizer(load_tokenizer(cfg.tokenizer))
+    loader = build_mlm_dataloader(
+        cfg.train_loader, tokens, cfg.global_train_batch_size, seed=cfg.seed
+    )
+    batches = []
+    for batch in loader:
+        batches.append({k: batch[k].to(device) for k in MODEL_INPUT_KEYS if k in batch})
+        if len(batches) == steps:
+            break
+    if len(batches) < steps:
+        raise ValueError(f"the training data holds {len(batches)} batches, fewer than {steps}")
+    reproducibility.seed_all(cfg.seed)
+    model = ModernBertForMaskedLM(cfg.model).to(device).train()
+    optimizer = build_optimizer(cfg.optimizer, model)
+    micro = microbatch_size_for(cfg)
+    amp = precision_for(cfg) == "amp_bf16"
+
+    def step(batch: dict[str, torch.Tensor]) -> None:
+        rows = batch["input_ids"].shape[0]
+        for part in _split(batch, micro):
+            autocast = (
+                torch.autocast(device.type, torch.bfloat16) if amp else contextlib.nullcontext()
+            )
+            with autocast:
+                loss = model(**part).loss
+            (loss * part["input_ids"].shape[0] / rows).backward()
+        if cfg.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for batch in batches[:skip]:
+        step(batch)
+    sync()
+    start = time.perf_counter()
+    for batch in batches[skip:]:
+        step(batch)
+    sync()
+    elapsed = time.perf_counter() - start
+    real = sum(int(b["attention_mask"].sum()) for b in batches[skip:])
+    return {
+        "tokens_per_s": real / elapsed,
+        "step_time_s": elapsed / (steps - skip),
+        "real_tokens_per_step": real / (steps - skip),
+        "rows_per_step": statistics.mean(b["input_ids"].shape[0] for b in batches[skip:]),
+        "microbatch_rows": micro,
+        "precision": "amp_bf16" if amp else "fp32",
+    }
+
+
+def run_loop_benchmark(
+    recipe: Path,
+    overrides: list[str],
+    steps: int,
+    skip: int,
+    workdir: Path,
+    main_py: Path,
+) -> dict[str, Any]:
+    """Model-only, whole loop, model-only again (the pair brackets drifts in machine speed)."""
+    from ..train.config import load_recipe
+
+    metrics = workdir / "metrics.jsonl"
+    if metrics.exists():
+        metrics.unlink()
+    all_overrides = [*overrides, *loop_overrides(steps, skip, metrics)]
+    cfg = load_recipe(recipe, all_overrides)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    before = model_only_throughput(cfg, steps, skip, device)
+    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
+    run_training_loop(main_py, recipe, all_overrides, env)
+    loop = loop_throughput(metrics, steps)
+    after = model_only_throughput(cfg, steps, skip, device)
+    model_only = (before["tokens_per_s"] + after["tokens_per_s"]) / 2
+    return {
+        "recipe": str(recipe),
+        "overrides": all_overrides,
+        "device": str(device),
+        "steps": steps,
+        "warmup_steps": skip,
+        "loop": {
+            **loop,
+            "source": f"{metrics.name} {THROUGHPUT_KEY} over the last {steps - skip} batches",
+        },
+        "model_only": {"tokens_per_s": model_only, "before": before, "after": after},
+        "ratio": loop["tokens_per_s"] / model_only,
+        "overhead_pct": 100.0 * (1.0 - loop["tokens_per_s"] / model_only),
+    }

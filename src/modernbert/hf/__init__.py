@@ -1,0 +1,14 @@
+"""Conversion between our ModernBERT and transformers' `ModernBertForMaskedLM`."""
+
+from .convert import config_from_hf, from_hf, hf_config, load_hf, to_hf
+from .export import as_hf_tokenizer, save_hf_folder
+
+__all__ = [
+    "as_hf_tokenizer",
+    "config_from_hf",
+    "from_hf",
+    "hf_config",
+    "load_hf",
+    "save_hf_folder",
+    "to_hf",
+]

@@ -1,0 +1,301 @@
+"""Varlen attention on `torch.nn.functional.scaled_dot_product_attention` (CPU and GPU).
+
+SDPA wants a dense `[batch, heads, len, head_dim]` layout, so the flat tokens are regrouped:
+
+- Documents of similar length are batched together (`BucketPlan`): sorted by length, a new
+  bucket starts when a document is shorter than `min_fill` times the bucket's longest, so
+  padding wastes a bounded share of the quadratic work and short documents never pay for a
+  long one. When every document has the same length the flat tokens are a plain view and no
+  mask is built at all (global layers) or only the band (local layers).
+- Local layers use `BlockPlan`: the flat token stream is cut into blocks of `block` queries
+  that each attend to the `block + 2 * half_window` keys around them, with a mask for
+  document boundaries and the band. Work grows with `T * (block + 2 * half_window)` instead
+  of `T * max_seqlen`, and documents of any length share one SDPA call.
+
+Masks are built as booleans (True = may attend) and handed to SDPA as additive float masks
+(0 / -inf), converted once per batch and dtype rather than by SDPA in every layer. Padding
+queries may attend everywhere so no softmax row is empty (their outputs are dropped), which
+keeps NaNs out of the backward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..varlen import Varlen
+
+
+def band_mask(length: int, half_window: int, device: torch.device) -> torch.Tensor:
+    """`[length, length]` True where `|i - j| <= half_window`."""
+    idx = torch.arange(length, device=device)
+    return (idx[:, None] - idx[None, :]).abs() <= half_window
+
+
+def bucket_documents(seqlens: list[int], min_fill: float) -> list[list[int]]:
+    """Document indices grouped so each is at least `min_fill` times its bucket's longest."""
+    order = sorted(range(len(seqlens)), key=lambda i: -seqlens[i])
+    buckets: list[list[int]] = []
+    for doc in order:
+        if buckets and seqlens[doc] >= min_fill * seqlens[buckets[-1][0]]:
+            buckets[-1].append(doc)
+        else:
+            buckets.append([doc])
+    return buckets
+
+
+class MaskCache:
+    """A boolean mask and its additive float versions, made once per dtype and shared by
+    every layer of the forward pass."""
+
+    def __init__(self, allowed: torch.Tensor | None):
+        self.allowed = allowed
+        self._additive: dict[torch.dtype, torch.Tensor] = {}
+
+    def get(self, dtype: torch.dtype) -> torch.Tensor | None:
+        if self.allowed is None:
+            return None
+        if dtype not in self._additive:
+            blocked = torch.full((), float("-inf"), dtype=dtype, device=self.allowed.device)
+            zero = torch.zeros((), dtype=dtype, device=self.allowed.device)
+            self._additive[dtype] = torch.where(self.allowed, zero, blocked)
+        return self._additive[dtype]
+
+
+def _sdpa(q, k, v, mask: MaskCache, dropout_p):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.get(q.dtype), dropout_p=dropout_p)
+
+
+class _PickRows(torch.autograd.Function):
+    """`x[index]` whose backward is the gather `grad[inverse]` instead of a scatter-add.
+
+    Exact when `inverse` names, for every row of `x`, the one output row that carries its
+    gradient, and every other output row (padding slots) has zero gradient: true for
+    masked padding keys, and for padding queries once their output gradient is zeroed.
+    A gather is several times faster than index_select's scatter-add backward on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, x, index, inverse, zero_rows):
+        ctx.save_for_backward(inverse, zero_rows)
+        return x.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        inverse, zero_rows = ctx.saved_tensors
+        grad = grad.index_select(0, inverse)
+        if zero_rows.numel():
+            grad = grad.masked_fill(zero_rows.view(-1, *([1] * (grad.dim() - 1))), 0)
+        return grad, None, None, None
+
+
+@dataclass
+class UniformPlan:
+    """All documents have the same length: `[T] -> [n_docs, L]` is a view."""
+
+    num_docs: int
+    mask: MaskCache
+
+    def attend(self, q, k, v, dropout_p: float) -> torch.Tensor:
+        total, heads, dim = q.shape
+        shape = (self.num_docs, total // self.num_docs, heads, dim)
+        q, k, v = (x.reshape(shape).transpose(1, 2) for x in (q, k, v))
+        out = _sdpa(q, k, v, self.mask, dropout_p)
+        return out.transpose(1, 2).reshape(total, heads, dim)
+
+
+@dataclass
+class Bucket:
+    """Documents padded to a common length: `gather [n, L]` picks their flat tokens."""
+
+    gather: torch.Tensor
+    mask: MaskCache
+
+
+@dataclass
+class BucketPlan:
+    """Documents regrouped into padded buckets.
+
+    `gather` (all buckets, flattened) picks each slot's token, padding slots repeating a
+    token of their document; `scatter [T]` is each token's slot; `padding` marks the
+    padding slots (their gradient is dropped on the way back).
+    """
+
+    buckets: list[Bucket]
+    gather: torch.Tensor
+    scatter: torch.Tensor
+    padding: torch.Tensor
+
+    def attend(self, q, k, v, dropout_p: float) -> torch.Tensor:
+        _, heads, dim = q.shape
+        no_rows = self.padding[:0]
+        # Padding keys are masked and padding queries' outputs dropped: zero gradient.
+        qs, ks, vs = (_PickRows.apply(x, self.gather, self.scatter, no_rows) for x in (q, k, v))
+        sizes = [bucket.gather.numel() for bucket in self.buckets]
+        outputs = []
+        # split, not slicing: its backward is one cat instead of a zero-filled copy per bucket
+        for bucket, qb, kb, vb in zip(
+            self.buckets, qs.split(sizes), ks.split(sizes), vs.split(sizes)
+        ):
+            num, length = bucket.gather.shape
+            qb, kb, vb = (x.view(num, length, heads, dim).transpose(1, 2) for x in (qb, kb, vb))
+            out = _sdpa(qb, kb, vb, bucket.mask, dropout_p)
+            outputs.append(out.transpose(1, 2).reshape(num * length, heads, dim))
+        slots = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+        return _PickRows.apply(slots, self.scatter, self.gather, self.padding)
+
+
+class _KeyWindows(torch.autograd.Function):
+    """Overlapping key windows `[blocks, span, ...]` of flat rows `x [T, ...]`.
+
+    Forward: one gather of clamped indices (no zero-padded copy of `x`). Backward: the
+    windows' gradients summed back per row, as `unfold` would, through the padded frame;
+    slots outside `[0, T)` are masked keys, so their (zero) gradient is dropped.
+    """
+
+    @staticmethod
+    def forward(ctx, x, keys, block: int, half_window: int):
+        ctx.frame = (keys.shape[0] * block + 2 * half_window, *x.shape[1:])
+        ctx.geometry = (keys.shape[1], block, half_window, x.shape[0])
+        return x.index_select(0, keys.reshape(-1)).view(*keys.shape, *x.shape[1:])
+
+    @staticmethod
+    def backward(ctx, grad):
+        span, block, half_window, total = ctx.geometry
+        # unfold layout: [blocks, *row_shape, span]
+        grad = grad.movedim(1, -1)
+        frame = torch.ops.aten.unfold_backward(grad, list(ctx.frame), 0, span, block)
+        return frame[half_window : half_window + total], None, None, None
+
+
+@dataclass
+class BlockPlan:
+    """Local attention over the flat stream: query blocks with their neighbouring keys."""
+
+    block: int
+    half_window: int
+    keys: torch.Tensor
+    """`[blocks, block + 2 * half_window]` flat index of each block's keys, clamped into
+    `[0, T)` (the clamped slots are masked)."""
+    mask: MaskCache
+
+    def attend(self, q, k, v, dropout_p: float) -> torch.Tensor:
+        total, heads, dim = q.shape
+        num_blocks = self.keys.shape[0]
+        padded = num_blocks * self.block
+        qb = q if padded == total else F.pad(q, (0, 0, 0, 0, 0, padded - total))
+        qb = qb.view(num_blocks, self.block, heads, dim).transpose(1, 2)
+        kb, vb = (
+            _KeyWindows.apply(x, self.keys, self.block, self.half_window).transpose(1, 2)
+            for x in (k, v)
+        )
+        out = _sdpa(qb, kb, vb, self.mask, dropout_p)
+        return out.transpose(1, 2).reshape(padded, heads, dim)[:total]
+
+
+def uniform_plan(varlen: Varlen, half_window: int | None) -> UniformPlan | None:
+    """The view-only plan when every document has the same length, else None."""
+    seqlens = varlen.seqlens
+    length = seqlens[0]
+    if any(n != length for n in seqlens):
+        return None
+    windowed = half_window is not None and length - 1 > half_window
+    mask = band_mask(length, half_window, varlen.cu_seqlens.device) if windowed else None
+    return UniformPlan(num_docs=len(seqlens), mask=MaskCache(mask))
+
+
+def bucket_plan(varlen: Varlen, half_window: int | None, min_fill: float) -> BucketPlan:
+    """Regroup documents of similar length into padded `[n, L]` batches."""
+    device = varlen.cu_seqlens.device
+    seqlens = varlen.seqlens
+    starts = varlen.cu_seqlens[:-1].long()
+    lengths = torch.diff(varlen.cu_seqlens).long()
+    scatter = torch.empty(varlen.num_tokens, dtype=torch.long, device=device)
+    buckets, gathers, paddings = [], [], []
+    offset = 0
+    for docs in bucket_documents(seqlens, min_fill):
+        length = seqlens[docs[0]]
+        doc_idx = torch.tensor(docs, device=device)
+        doc_start, doc_len = starts[doc_idx, None], lengths[doc_idx, None]
+        pos = torch.arange(length, device=device)[None, :]
+        valid = pos < doc_len
+        # Padding slots repeat the document's last token: a valid index, masked as a key.
+        gather = doc_start + torch.minimum(pos, doc_len - 1)
+        rows = offset + torch.arange(len(docs), device=device)[:, None] * length + pos
+        scatter[gather[valid]] = rows[valid]
+        offset += len(docs) * length
+        gathers.append(gather.reshape(-1))
+        paddings.append(~valid.reshape(-1))
+
+        # Key padding only: every query still sees its document's own tokens.
+        mask = None if bool(valid.all()) else valid[:, None, None, :]
+        if half_window is not None and length - 1 > half_window:
+            band = band_mask(length, half_window, device)[None, None]
+            if mask is not None:
+                # A padding query far past its document's end would see no key at all.
+                band = (band & mask) | ~valid[:, None, :, None]
+            mask = band
+        buckets.append(Bucket(gather=gather, mask=MaskCache(mask)))
+    return BucketPlan(
+        buckets=buckets, gather=torch.cat(gathers), scatter=scatter, padding=torch.cat(paddings)
+    )
+
+
+def block_plan(varlen: Varlen, half_window: int, block: int) -> BlockPlan:
+    """Blocked local attention over the flat token stream (documents kept apart by the mask)."""
+    device = varlen.cu_seqlens.device
+    total = varlen.num_tokens
+    num_blocks = -(-total // block)
+    padded = num_blocks * block
+    span = block + 2 * half_window
+    doc = torch.repeat_interleave(
+        torch.arange(varlen.num_docs, device=device), torch.diff(varlen.cu_seqlens).long()
+    )
+    # Out-of-range keys get id -1, padding queries -2: they match nothing.
+    q_doc = F.pad(doc, (0, padded - total), value=-2).view(num_blocks, block)
+    k_doc = F.pad(doc, (half_window, padded - total + half_window), value=-1)
+    k_doc = k_doc.unfold(0, span, block)
+    same_doc = q_doc[:, :, None] == k_doc[:, None, :]
+    # Query a of a block sits at key offset a + half_window of its span.
+    offset = (
+        torch.arange(span, device=device)[None, :] - torch.arange(block, device=device)[:, None]
+    )
+    in_band = (offset >= 0) & (offset <= 2 * half_window)
+    mask = (same_doc & in_band) | (q_doc < 0)[:, :, None]
+    first_key = torch.arange(num_blocks, device=device)[:, None] * block - half_window
+    keys = (first_key + torch.arange(span, device=device)[None, :]).clamp(0, total - 1)
+    return BlockPlan(block=block, half_window=half_window, keys=keys, mask=MaskCache(mask[:, None]))
+
+
+class SdpaBackend:
+    """`scaled_dot_product_attention` over regrouped documents (see the module docstring).
+
+    Defaults measured on a 2-core CPU (fwd+bwd, 6 heads of 64, ~4k tokens): blocks of 64
+    queries beat full-length band masks for local layers at every document length mix
+    tried, and buckets filled to 90% beat 70% by ~10% for global layers.
+    """
+
+    name = "sdpa"
+
+    def __init__(self, min_fill: float = 0.9, block: int = 64, local_blocks: bool = True):
+        self.min_fill = min_fill
+        """A bucket takes documents down to this fraction of its longest one."""
+        self.block = block
+        """Queries per block in local layers."""
+        self.local_blocks = local_blocks
+        """Local layers use blocks (else buckets with a band mask, as global layers do)."""
+
+    def plan(self, varlen: Varlen, half_window: int | None):
+        if half_window is not None and varlen.max_seqlen - 1 <= half_window:
+            half_window = None  # the window covers every document: global attention
+        if half_window is not None and self.local_blocks:
+            return block_plan(varlen, half_window, self.block)
+        uniform = uniform_plan(varlen, half_window)
+        if uniform is not None:
+            return uniform
+        return bucket_plan(varlen, half_window, self.min_fill)
+
+    def attend(self, q, k, v, plan, dropout_p: float) -> torch.Tensor:
+        return plan.attend(q, k, v, dropout_p)

@@ -1,0 +1,72 @@
+"""GPU checks of the training run: FSDP (full and sharded checkpoints), bf16 autocast, and
+export / init_from from a sharded checkpoint. Skipped where there is no CUDA GPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import read_losses, tiny_recipe, write_recipe
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+
+def _fsdp_run(corpus, run_dir, state_dict_type: str, **overrides):
+    from modernbert.train.trainer import run
+
+    recipe = tiny_recipe(
+        corpus,
+        run_dir,
+        precision="amp_bf16",
+        parallelism={
+            "strategy": "fsdp",
+            "fsdp": {"sharding_strategy": "FULL_SHARD", "state_dict_type": state_dict_type},
+        },
+        **overrides,
+    )
+    run(write_recipe(recipe, run_dir / "recipe.yaml"))
+    return run_dir
+
+
+@pytest.mark.parametrize("state_dict_type", ["full", "sharded"])
+def test_fsdp_bf16_trains_checkpoints_and_exports(tiny_corpus, tmp_path, state_dict_type):
+    from transformers import AutoModelForMaskedLM
+
+    from modernbert.train.checkpoint import find_checkpoint
+    from modernbert.train.export import export_checkpoint
+
+    run_dir = _fsdp_run(tiny_corpus, tmp_path / "run", state_dict_type)
+    losses = read_losses(run_dir / "metrics.jsonl")
+    assert sorted(losses) == list(range(30))
+    assert sum(losses[s] for s in range(27, 30)) < sum(losses[s] for s in range(3)) - 1.0
+    ckpt = find_checkpoint(run_dir / "checkpoints")
+    assert ckpt.is_dir() == (state_dict_type == "sharded")
+    out = export_checkpoint(run_dir / "checkpoints", tmp_path / "hf")
+    hf = AutoModelForMaskedLM.from_pretrained(out)
+    assert hf.config.hidden_size == 64
+
+
+def test_next_phase_starts_from_sharded_weights(tiny_corpus, tmp_path):
+    from modernbert.train.trainer import run
+
+    first = _fsdp_run(tiny_corpus, tmp_path / "one", "sharded")
+    second_dir = tmp_path / "two"
+    recipe = tiny_recipe(
+        tiny_corpus,
+        second_dir,
+        max_duration="4ba",
+        scheduler={"name": "warmup_stable_decay", "t_warmup": "1ba", "t_decay": "0dur"},
+        init_from={"path": str(first / "checkpoints"), "mode": "weights"},
+        eval_loader=None,
+        precision="amp_bf16",
+    )
+    run(write_recipe(recipe, second_dir / "recipe.yaml"))
+    fresh_start = read_losses(first / "metrics.jsonl")[0]
+    continued = read_losses(second_dir / "metrics.jsonl")[0]
+    assert continued < fresh_start - 0.5
+    assert json.loads((second_dir / "checkpoints" / "run.json").read_text())["model_config"]
