@@ -49,15 +49,17 @@ for line in (out / "phase_seconds.txt").read_text().split("\n"):
     if line.strip():
         name, secs = line.split()
         seconds[name] = secs  # the last run of each phase
-print("\n== losses per phase (training loss at the first and last step; eval at the end)")
+print("\n== losses per phase (training loss: mean of the first / last 5 steps; eval at the end)")
 for run, phase in (("demo-pretrain", "pretrain"), ("demo-context-extension", "context_extension"),
                    ("demo-decay", "decay")):
     rows = [json.loads(l) for l in (out / "runs" / run / "metrics.jsonl").read_text().splitlines()]
     loss = {r["step"]: r["loss/train/total"] for r in rows if "loss/train/total" in r}
     evals = [r["metrics/eval/MaskedCrossEntropy"] for r in rows if "metrics/eval/MaskedCrossEntropy" in r]
     acc = [r["metrics/eval/MaskedAccuracy"] for r in rows if "metrics/eval/MaskedAccuracy" in r]
-    first, last = min(loss), max(loss)
-    print(f"{run:24s} steps {last + 1:4d}  loss {loss[first]:.3f} -> {loss[last]:.3f}"
+    steps = sorted(loss)
+    first = sum(loss[s] for s in steps[:5]) / len(steps[:5])
+    last = sum(loss[s] for s in steps[-5:]) / len(steps[-5:])
+    print(f"{run:24s} steps {len(steps):4d}  loss {first:.3f} -> {last:.3f}"
           f"  eval loss {evals[-1]:.3f}  eval acc {acc[-1]:.3f}  ({seconds.get(phase, '?')} s)")
 
 fill = pipeline("fill-mask", model=str(out / "hf"), device="cpu")

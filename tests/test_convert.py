@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import runpy
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,8 +66,13 @@ EXPECTED = [
 def read_split(folder: Path) -> list[dict]:
     from streaming import StreamingDataset
 
+    from modernbert.data.sources import release_shared_memory
+
     ds = StreamingDataset(local=str(folder), shuffle=False, batch_size=1)
-    return [ds[i] for i in range(len(ds))]
+    try:
+        return [ds[i] for i in range(len(ds))]
+    finally:  # streaming keeps its blocks until exit; later datasets would trip over them
+        release_shared_memory(ds, os.getpid())
 
 
 def test_mixed_tree_counts_layout_and_contents(tmp_path: Path, tok) -> None:

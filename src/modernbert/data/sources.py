@@ -88,7 +88,7 @@ class DocumentSource:
             where = ", ".join(f"{n!r} at {f}" for n, f, _ in folders)
             raise ValueError(f"could not open MDS streams {where}: {err}") from err
 
-        weakref.finalize(self, _release_shared_memory, self._dataset, os.getpid())
+        weakref.finalize(self, release_shared_memory, self._dataset, os.getpid())
         ds = self._dataset
         self.streams = [
             StreamInfo(name, folder, remote, int(first), int(count))
@@ -193,7 +193,7 @@ def _shared_memories(obj: Any, depth: int = 0) -> Iterator[SharedMemory]:
             yield from _shared_memories(value, depth + 1)
 
 
-def _release_shared_memory(dataset: StreamingDataset, owner_pid: int) -> None:
+def release_shared_memory(dataset: StreamingDataset, owner_pid: int) -> None:
     """Free a StreamingDataset's shared memory when we drop it.
 
     streaming registers every block with atexit, which keeps them (and a file descriptor each)
