@@ -70,11 +70,19 @@ def main(argv: list[str] | None = None) -> dict:
     preset = get_preset(args.preset).replace(
         **{k: v for k, v in overrides.items() if v is not None}
     )
-    result = run_benchmark(preset, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    def write_json(result: dict) -> None:
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+    result = run_benchmark(
+        preset,
+        progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+        on_scenario=write_json,  # partial figures survive a run cut short
+    )
     print(format_table(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
     return result
 

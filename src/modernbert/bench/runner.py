@@ -265,8 +265,16 @@ def scenario_name(preset: BenchPreset, phase: str, mode: str, seq_len: int) -> s
     return f"{phase}_{mode}_{seq_len}" if preset.seq_in_name else f"{phase}_{mode}"
 
 
-def run_benchmark(preset: BenchPreset, progress: Progress = print) -> dict[str, Any]:
-    """Every scenario of `preset`, plus the machine and method, as one JSON-ready dict."""
+def run_benchmark(
+    preset: BenchPreset,
+    progress: Progress = print,
+    on_scenario: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Every scenario of `preset`, plus the machine and method, as one JSON-ready dict.
+
+    `on_scenario` gets the partial result after each scenario, so a run cut short by a time
+    limit still leaves the figures it measured.
+    """
     device = torch.device(preset.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"preset {preset.name!r} needs CUDA, which is not available here")
@@ -285,6 +293,8 @@ def run_benchmark(preset: BenchPreset, progress: Progress = print) -> dict[str, 
                 result["scenarios"][name] = run_scenario(
                     preset, phase, mode, seq_len, device, peak, progress
                 )
+                if on_scenario is not None:
+                    on_scenario(result)
     # Other work on the machine slows both sides alike (they alternate), but says how noisy
     # the absolute figures are.
     result["machine"]["load_avg_1m_at_end"] = os.getloadavg()[0]
