@@ -35,7 +35,7 @@ def packed_batch(device):
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def run(backend: str, dtype: torch.dtype | None):
+def make_model(backend: str, device: str) -> ModernBertForMaskedLM:
     cfg = ModernBertConfig(
         vocab_size=VOCAB,
         hidden_size=128,
@@ -52,7 +52,11 @@ def run(backend: str, dtype: torch.dtype | None):
         attn_backend=backend,
     )
     torch.manual_seed(0)
-    model = ModernBertForMaskedLM(cfg).cuda().train()
+    return ModernBertForMaskedLM(cfg).to(device).train()
+
+
+def run(backend: str, dtype: torch.dtype | None):
+    model = make_model(backend, "cuda")
     batch = packed_batch("cuda")
     with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
         out = model(**batch)
@@ -76,25 +80,7 @@ def compare(backend: str, dtype: torch.dtype | None, atol: float, rtol: float):
 def test_sdpa_cuda_matches_cpu():
     """The GPU sdpa path against the CPU one (itself checked against transformers)."""
     logits, loss, _ = run("sdpa", None)
-    cfg_batch = packed_batch("cpu")
-    torch.manual_seed(0)
-    cpu = ModernBertForMaskedLM(
-        ModernBertConfig(
-            vocab_size=VOCAB,
-            hidden_size=128,
-            intermediate_size=192,
-            num_hidden_layers=4,
-            num_attention_heads=2,
-            local_attention=64,
-            global_attn_every_n_layers=2,
-            global_rope_theta=160000.0,
-            pad_token_id=0,
-            cls_token_id=1,
-            sep_token_id=2,
-            mask_token_id=3,
-        )
-    ).train()
-    out = cpu(**cfg_batch)
+    out = make_model("sdpa", "cpu")(**packed_batch("cpu"))
     torch.testing.assert_close(logits.cpu(), out.logits, atol=2e-3, rtol=2e-3)
     torch.testing.assert_close(loss.cpu(), out.loss, atol=2e-3, rtol=2e-3)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .activations import get_activation
 from .attention import AttentionBackend
@@ -37,19 +38,13 @@ class AttentionContext:
             self._rope[key] = rope_tables(self.varlen.positions, self.head_dim, theta, dtype)
         return self._rope[key]
 
-    def attend(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        half_window: int | None,
-        dropout_p: float,
-    ) -> torch.Tensor:
+    def plan(self, half_window: int | None) -> object:
+        """The backend's plan for this batch and window, made once per forward."""
         if half_window is not None and half_window >= self.varlen.max_seqlen - 1:
             half_window = None  # the window spans every document: share the global plan
         if half_window not in self._plans:
             self._plans[half_window] = self.backend.plan(self.varlen, half_window)
-        return self.backend.attend(q, k, v, self._plans[half_window], dropout_p)
+        return self._plans[half_window]
 
 
 class Embeddings(nn.Module):
@@ -84,16 +79,26 @@ class Attention(nn.Module):
         self.out_drop = nn.Dropout(config.attention_dropout)
 
     def forward(self, hidden: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
-        total, width = hidden.shape
+        qkv = self.Wqkv(hidden)
+        cos, sin = ctx.rope(self.rope_theta, qkv.dtype)
+        plan = ctx.plan(self.half_window)
+        dropout_p = self.dropout_p if self.training else 0.0
+        if getattr(plan, "recompute", False) and torch.is_grad_enabled():
+            # The plan's copies (e.g. overlapping key windows) would outweigh what they save:
+            # keep only qkv for the backward and redo RoPE + attention there (cheap here).
+            out = checkpoint(self._attend, qkv, cos, sin, ctx, plan, dropout_p, use_reentrant=False)
+        else:
+            out = self._attend(qkv, cos, sin, ctx, plan, dropout_p)
+        return self.out_drop(self.Wo(out.reshape(hidden.shape[0], -1)))
+
+    def _attend(self, qkv, cos, sin, ctx: AttentionContext, plan, dropout_p: float):
+        total, width = qkv.shape[0], qkv.shape[1] // 3
         # split/unbind rather than slicing: their backward is one cat/stack, no zero-fill.
-        qk, v = self.Wqkv(hidden).split([2 * width, width], dim=-1)
-        cos, sin = ctx.rope(self.rope_theta, qk.dtype)
+        qk, v = qkv.split([2 * width, width], dim=-1)
         qk = apply_rope(qk.view(total, 2, self.num_heads, self.head_dim), cos, sin)
         q, k = qk.unbind(1)
         v = v.view(total, self.num_heads, self.head_dim)
-        dropout_p = self.dropout_p if self.training else 0.0
-        out = ctx.attend(q, k, v, self.half_window, dropout_p)
-        return self.out_drop(self.Wo(out.reshape(total, -1)))
+        return ctx.backend.attend(q, k, v, plan, dropout_p)
 
     def extra_repr(self) -> str:
         window = "global" if self.half_window is None else f"half_window={self.half_window}"

@@ -32,6 +32,23 @@ def _trunc_normal_(weight: torch.Tensor, std: float, cutoff_factor: float) -> No
     nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-cutoff_factor * std, b=cutoff_factor * std)
 
 
+def _init_stds(config: ModernBertConfig) -> tuple[float, float, float]:
+    """(std of input projections, std of residual-stream outputs, cutoff factor)."""
+    std_out = config.initializer_range / math.sqrt(2.0 * config.num_hidden_layers)
+    return config.initializer_range, std_out, config.initializer_cutoff_factor
+
+
+@torch.no_grad()
+def _reset_norms_and_biases(module: nn.Module) -> None:
+    for sub in module.modules():
+        if isinstance(sub, nn.LayerNorm):
+            nn.init.ones_(sub.weight)
+            if sub.bias is not None:
+                nn.init.zeros_(sub.bias)
+        elif isinstance(sub, nn.Linear) and sub.bias is not None:
+            nn.init.zeros_(sub.bias)
+
+
 class ModernBertModel(nn.Module):
     """The bare encoder: embeddings, layers, final norm. Returns hidden states."""
 
@@ -43,6 +60,22 @@ class ModernBertModel(nn.Module):
             EncoderLayer(config, layer_id) for layer_id in range(config.num_hidden_layers)
         )
         self.final_norm = layer_norm(config)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Megatron-style truncated-normal init: `initializer_range` for embeddings and
+        input projections, divided by sqrt(2 * layers) for projections that write into
+        the residual stream (so its variance does not grow with depth)."""
+        std_in, std_out, cut = _init_stds(self.config)
+        _reset_norms_and_biases(self)
+        _trunc_normal_(self.embeddings.tok_embeddings.weight, std_in, cut)
+        for layer in self.layers:
+            attn: Attention = layer.attn
+            _trunc_normal_(attn.Wqkv.weight, std_in, cut)
+            _trunc_normal_(attn.Wo.weight, std_out, cut)
+            _trunc_normal_(layer.mlp.Wi.weight, std_in, cut)
+            _trunc_normal_(layer.mlp.Wo.weight, std_out, cut)
 
     def encode(self, input_ids: torch.Tensor, varlen: Varlen) -> torch.Tensor:
         """Final hidden states `[T, hidden]` of flat tokens `[T]` laid out as `varlen` says."""
@@ -94,31 +127,18 @@ class ModernBertForMaskedLM(nn.Module):
         self.head = PredictionHead(config)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=config.decoder_bias)
         self.decoder.weight = self.model.embeddings.tok_embeddings.weight
-        self.reset_parameters()
+        self.reset_parameters(encoder=False)
 
     @torch.no_grad()
-    def reset_parameters(self) -> None:
-        """Megatron-style truncated-normal init: `initializer_range` for embeddings and
-        input projections, divided by sqrt(2 * layers) for projections that write into
-        the residual stream (so its variance does not grow with depth)."""
-        cfg = self.config
-        std_in = cfg.initializer_range
-        std_out = cfg.initializer_range / math.sqrt(2.0 * cfg.num_hidden_layers)
-        cut = cfg.initializer_cutoff_factor
-        for module in self.modules():
-            if isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        _trunc_normal_(self.model.embeddings.tok_embeddings.weight, std_in, cut)
-        for layer in self.model.layers:
-            attn: Attention = layer.attn
-            _trunc_normal_(attn.Wqkv.weight, std_in, cut)
-            _trunc_normal_(attn.Wo.weight, std_out, cut)
-            _trunc_normal_(layer.mlp.Wi.weight, std_in, cut)
-            _trunc_normal_(layer.mlp.Wo.weight, std_out, cut)
+    def reset_parameters(self, encoder: bool = True) -> None:
+        """Re-initialise (the encoder too unless `encoder=False`); the head's dense layer
+        writes into the residual scale and uses the output std, as in ModernBERT."""
+        if encoder:
+            self.model.reset_parameters()
+        _, std_out, cut = _init_stds(self.config)
+        _reset_norms_and_biases(self.head)
+        if self.decoder.bias is not None:
+            nn.init.zeros_(self.decoder.bias)
         _trunc_normal_(self.head.dense.weight, std_out, cut)
 
     def forward(

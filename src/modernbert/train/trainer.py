@@ -9,6 +9,7 @@ recipe) is a callback, so every checkpoint carries what is needed to rebuild its
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ from modernbert.train.schedulers import build_scheduler
 from modernbert.train.validate import check_tokenizer_vocab
 
 EVAL_LABEL = "eval"
+# Batch-size warmup and the last eval batch are smaller than the microbatch on purpose;
+# Composer warns about it on every such batch.
+warnings.filterwarnings("ignore", message="Cannot split tensor of length", category=UserWarning)
 # Composer's latest-checkpoint link in save_folder: its presence means autoresume resumes.
 LATEST_CHECKPOINT = "latest-rank0.pt"
 _SPECIAL_IDS = {

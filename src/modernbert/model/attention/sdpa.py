@@ -5,12 +5,15 @@ SDPA wants a dense `[batch, heads, len, head_dim]` layout, so the flat tokens ar
 - Documents of similar length are batched together (`BucketPlan`): sorted by length, a new
   bucket starts when a document is shorter than `min_fill` times the bucket's longest, so
   padding wastes a bounded share of the quadratic work and short documents never pay for a
-  long one. When every document has the same length the flat tokens are a plain view and no
-  mask is built at all (global layers) or only the band (local layers).
+  long one. When every document has the same length the flat tokens are a plain view and
+  no mask is built at all.
 - Local layers use `BlockPlan`: the flat token stream is cut into blocks of `block` queries
   that each attend to the `block + 2 * half_window` keys around them, with a mask for
   document boundaries and the band. Work grows with `T * (block + 2 * half_window)` instead
-  of `T * max_seqlen`, and documents of any length share one SDPA call.
+  of `T * max_seqlen`, and documents of any length share one SDPA call. Its overlapping key
+  windows are recomputed in the backward rather than stored (`recompute`), so a local layer
+  keeps less for the backward than a global one. (`local_blocks=False` gives local layers
+  the bucket layout with a band mask instead.)
 
 Masks are built as booleans (True = may attend) and handed to SDPA as additive float masks
 (0 / -inf), converted once per batch and dtype rather than by SDPA in every layer. Padding
@@ -180,6 +183,10 @@ class BlockPlan:
     """`[blocks, block + 2 * half_window]` flat index of each block's keys, clamped into
     `[0, T)` (the clamped slots are masked)."""
     mask: MaskCache
+    recompute = True
+    """The key windows hold each key `span / block` times: the model keeps only qkv for the
+    backward and recomputes this (cheap) attention there, so local layers store less than
+    global ones."""
 
     def attend(self, q, k, v, dropout_p: float) -> torch.Tensor:
         total, heads, dim = q.shape
