@@ -92,12 +92,9 @@ class Attention(nn.Module):
         return self.out_drop(self.Wo(out.reshape(hidden.shape[0], -1)))
 
     def _attend(self, qkv, cos, sin, ctx: AttentionContext, plan, dropout_p: float):
-        total, width = qkv.shape[0], qkv.shape[1] // 3
-        # split/unbind rather than slicing: their backward is one cat/stack, no zero-fill.
-        qk, v = qkv.split([2 * width, width], dim=-1)
-        qk = apply_rope(qk.view(total, 2, self.num_heads, self.head_dim), cos, sin)
-        q, k = qk.unbind(1)
-        v = v.view(total, self.num_heads, self.head_dim)
+        # unbind rather than slicing: its backward is one stack of dq, dk, dv, no zero-fill.
+        q, k, v = qkv.view(qkv.shape[0], 3, self.num_heads, self.head_dim).unbind(1)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         return ctx.backend.attend(q, k, v, plan, dropout_p)
 
     def extra_repr(self) -> str:
