@@ -155,13 +155,33 @@ def test_cosine_scheduler_options(tmp_path):
     assert cfg.scheduler == CosineWithWarmupConfig("cosine_with_warmup", "0.05dur", "1dur", 0.1)
 
 
-def test_fsdp_options_only_under_fsdp(tmp_path):
+def test_parallelism_becomes_composers_config(tmp_path):
+    from composer.utils.parallelism import FSDP2Config as ComposerFSDP2Config
+
+    def composer_config(parallelism):
+        recipe = copy.deepcopy(RECIPE)
+        recipe["parallelism"] = parallelism
+        return load_recipe(write(tmp_path, recipe), world_size=1).parallelism.composer_config()
+
+    assert composer_config({"strategy": "ddp"}) is None
+    fsdp = composer_config({"strategy": "fsdp"})["fsdp"]
+    assert fsdp == FSDPConfig().to_composer() and fsdp["sharding_strategy"] == "FULL_SHARD"
+    fsdp2 = composer_config({"strategy": "fsdp2", "fsdp2": {"reshard_after_forward": False}})
+    assert isinstance(fsdp2["fsdp"], ComposerFSDP2Config)
+    assert fsdp2["fsdp"].reshard_after_forward is False
+    assert fsdp2["fsdp"].state_dict_type == "sharded"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "section"),
+    [("ddp", "fsdp"), ("ddp", "fsdp2"), ("fsdp", "fsdp2"), ("fsdp2", "fsdp")],
+)
+def test_sharding_options_only_under_their_strategy(tmp_path, strategy, section):
     recipe = copy.deepcopy(RECIPE)
-    recipe["parallelism"] = {"strategy": "fsdp"}
-    cfg = load_recipe(write(tmp_path, recipe), world_size=1)
-    assert cfg.parallelism.fsdp_options() == FSDPConfig()
-    assert cfg.parallelism.fsdp_options().to_composer()["sharding_strategy"] == "FULL_SHARD"
-    assert load_recipe(write(tmp_path, RECIPE), world_size=1).parallelism.fsdp_options() is None
+    recipe["parallelism"] = {"strategy": strategy, section: {}}
+    assert f"parallelism.{section}: options given with parallelism.strategy '{strategy}'" in (
+        problems_of(tmp_path, recipe)
+    )
 
 
 def test_unknown_keys_name_the_full_path_and_suggest(tmp_path):
@@ -261,7 +281,7 @@ def test_dataclass_post_init_errors_carry_the_path(tmp_path):
         (["scheduler.t_decay=2_000_000tok"], 1, "is longer than max_duration"),
         (["scheduler.t_warmup=0.95dur"], 1, "warmup and decay would overlap"),
         (["scheduler.alpha_f=2"], 1, "scheduler.alpha_f: 2.0 is outside [0, 1]"),
-        (["parallelism.fsdp.cpu_offload=true"], 1, "parallelism.fsdp: FSDP options given with"),
+        (["parallelism.fsdp.cpu_offload=true"], 1, "parallelism.fsdp: options given with"),
         (["autoresume=true", "save_folder=null"], 1, "autoresume: needs save_folder"),
         (["load_path=a", "init_from.path=b"], 1, "load_path and init_from are both set"),
         (
@@ -339,3 +359,24 @@ def test_validate_recipe_direct_and_tokenizer_vocab(tmp_path):
     check_tokenizer_vocab(cfg.model, 512)
     with pytest.raises(RecipeError, match=r"model.vocab_size \(512\) is smaller than .* \(600"):
         check_tokenizer_vocab(cfg.model, 600)
+
+
+def test_compile_options_reach_torch_compile(tmp_path):
+    from modernbert.train.trainer import compile_config_for
+
+    recipe = copy.deepcopy(RECIPE)
+    assert compile_config_for(load_recipe(write(tmp_path, recipe), world_size=1)) is None
+    recipe["compile"] = True
+    assert compile_config_for(load_recipe(write(tmp_path, recipe), world_size=1)) == {
+        "backend": "inductor",
+        "fullgraph": False,
+    }
+    recipe["compile_options"] = {"mode": "max-autotune", "dynamic": True}
+    assert compile_config_for(load_recipe(write(tmp_path, recipe), world_size=1)) == {
+        "backend": "inductor",
+        "mode": "max-autotune",
+        "dynamic": True,
+        "fullgraph": False,
+    }
+    recipe["compile"] = False
+    assert "compile_options: given with compile false" in problems_of(tmp_path, recipe)

@@ -1,4 +1,4 @@
-"""GPU checks of the training run: FSDP (full and sharded checkpoints), bf16 autocast, and
+"""GPU checks of the training run: FSDP1 (full and sharded checkpoints) and FSDP2, bf16, and
 export / init_from from a sharded checkpoint. Skipped where there is no CUDA GPU."""
 
 from __future__ import annotations
@@ -16,31 +16,30 @@ pytestmark = [
 ]
 
 
-def _fsdp_run(corpus, run_dir, state_dict_type: str, **overrides):
+def _fsdp_run(corpus, run_dir, state_dict_type: str, strategy: str = "fsdp", **overrides):
     from modernbert.train.trainer import run
 
     recipe = tiny_recipe(
         corpus,
         run_dir,
         precision="amp_bf16",
-        parallelism={
-            "strategy": "fsdp",
-            "fsdp": {"sharding_strategy": "FULL_SHARD", "state_dict_type": state_dict_type},
-        },
+        parallelism={"strategy": strategy, strategy: {"state_dict_type": state_dict_type}},
         **overrides,
     )
     run(write_recipe(recipe, run_dir / "recipe.yaml"))
     return run_dir
 
 
-@pytest.mark.parametrize("state_dict_type", ["full", "sharded"])
-def test_fsdp_bf16_trains_checkpoints_and_exports(tiny_corpus, tmp_path, state_dict_type):
+@pytest.mark.parametrize(
+    ("strategy", "state_dict_type"), [("fsdp", "full"), ("fsdp", "sharded"), ("fsdp2", "sharded")]
+)
+def test_fsdp_bf16_trains_checkpoints_and_exports(tiny_corpus, tmp_path, strategy, state_dict_type):
     from transformers import AutoModelForMaskedLM
 
     from modernbert.train.checkpoint import find_checkpoint
     from modernbert.train.export import export_checkpoint
 
-    run_dir = _fsdp_run(tiny_corpus, tmp_path / "run", state_dict_type)
+    run_dir = _fsdp_run(tiny_corpus, tmp_path / "run", state_dict_type, strategy)
     losses = read_losses(run_dir / "metrics.jsonl")
     assert sorted(losses) == list(range(30))
     assert sum(losses[s] for s in range(27, 30)) < sum(losses[s] for s in range(3)) - 1.0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from .activations import get_activation
 from .attention import AttentionBackend
@@ -79,23 +78,15 @@ class Attention(nn.Module):
         self.out_drop = nn.Dropout(config.attention_dropout)
 
     def forward(self, hidden: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
-        qkv = self.Wqkv(hidden)
-        cos, sin = ctx.rope(self.rope_theta, qkv.dtype)
-        plan = ctx.plan(self.half_window)
-        dropout_p = self.dropout_p if self.training else 0.0
-        if getattr(plan, "recompute", False) and torch.is_grad_enabled():
-            # The plan's copies (e.g. overlapping key windows) would outweigh what they save:
-            # keep only qkv for the backward and redo RoPE + attention there (cheap here).
-            out = checkpoint(self._attend, qkv, cos, sin, ctx, plan, dropout_p, use_reentrant=False)
-        else:
-            out = self._attend(qkv, cos, sin, ctx, plan, dropout_p)
-        return self.out_drop(self.Wo(out.reshape(hidden.shape[0], -1)))
-
-    def _attend(self, qkv, cos, sin, ctx: AttentionContext, plan, dropout_p: float):
+        total = hidden.shape[0]
+        qkv = self.Wqkv(hidden).view(total, 3, self.num_heads, self.head_dim)
         # unbind rather than slicing: its backward is one stack of dq, dk, dv, no zero-fill.
-        q, k, v = qkv.view(qkv.shape[0], 3, self.num_heads, self.head_dim).unbind(1)
+        q, k, v = qkv.unbind(1)
+        cos, sin = ctx.rope(self.rope_theta, qkv.dtype)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        return ctx.backend.attend(q, k, v, plan, dropout_p)
+        dropout_p = self.dropout_p if self.training else 0.0
+        out = ctx.backend.attend(q, k, v, ctx.plan(self.half_window), dropout_p)
+        return self.out_drop(self.Wo(out.reshape(total, -1)))
 
     def extra_repr(self) -> str:
         window = "global" if self.half_window is None else f"half_window={self.half_window}"

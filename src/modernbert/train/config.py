@@ -33,6 +33,8 @@ from modernbert.train.schedulers import SCHEDULERS
 from modernbert.train.validate import validate_recipe
 
 __all__ = [
+    "CompileOptions",
+    "FSDP2Config",
     "FSDPConfig",
     "InitFromConfig",
     "ParallelismConfig",
@@ -69,17 +71,40 @@ class FSDPConfig:
 
 
 @dataclass
+class FSDP2Config:
+    """FSDP2 (`fully_shard`, DTensor parameters) options, Composer's `FSDP2Config`. Unlike
+    FSDP1 it also runs on the CPU (gloo)."""
+
+    reshard_after_forward: bool = True  # free gathered weights after forward (ZeRO-3 vs -2)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward
+    activation_cpu_offload: bool = False  # keep checkpointed activations on the CPU
+    state_dict_type: Literal["full", "sharded"] = "sharded"  # checkpoint layout
+    mixed_precision: Literal["DEFAULT", "PURE", "FULL"] = "DEFAULT"  # Composer's presets
+    verbose: bool = False  # print the sharded module tree
+
+    def to_composer(self) -> Any:
+        from composer.utils.parallelism import FSDP2Config as ComposerFSDP2Config
+
+        return ComposerFSDP2Config(**dataclasses.asdict(self))
+
+
+@dataclass
 class ParallelismConfig:
-    """Data parallelism: `ddp` (replicated weights) or `fsdp` (sharded weights)."""
+    """Data parallelism: `ddp` (replicated weights), `fsdp` (FSDP1, sharded weights, CUDA) or
+    `fsdp2` (FSDP2, sharded DTensor weights, CUDA or CPU)."""
 
-    strategy: Literal["ddp", "fsdp"] = "ddp"  # how ranks share the model
-    fsdp: FSDPConfig | None = None  # FSDP options; only with strategy fsdp (null = defaults)
+    strategy: Literal["ddp", "fsdp", "fsdp2"] = "ddp"  # how ranks share the model
+    fsdp: FSDPConfig | None = None  # FSDP1 options; only with strategy fsdp (null = defaults)
+    fsdp2: FSDP2Config | None = None  # FSDP2 options; only with strategy fsdp2 (null = defaults)
 
-    def fsdp_options(self) -> FSDPConfig | None:
-        """The FSDP options in effect (None under ddp)."""
-        if self.strategy != "fsdp":
-            return None
-        return self.fsdp if self.fsdp is not None else FSDPConfig()
+    def composer_config(self) -> dict[str, Any] | None:
+        """Composer 0.32's `parallelism_config`, or None for DDP (which Composer applies by
+        itself whenever the world size is above 1)."""
+        if self.strategy == "fsdp":
+            return {"fsdp": (self.fsdp or FSDPConfig()).to_composer()}
+        if self.strategy == "fsdp2":
+            return {"fsdp": (self.fsdp2 or FSDP2Config()).to_composer()}
+        return None
 
 
 @dataclass
@@ -90,6 +115,19 @@ class InitFromConfig:
     # weights: copy the weights as they are; tile: centre-tile smaller weights into this model
     mode: Literal["weights", "tile"] = "weights"
     reset_optimizer: bool = True  # start the optimizer fresh (must be true for tile)
+
+
+@dataclass
+class CompileOptions:
+    """`torch.compile` keyword arguments for `compile: true` (torch's own defaults here)."""
+
+    backend: str = "inductor"  # inductor (generated kernels); aot_eager traces only
+    mode: Literal["default", "reduce-overhead", "max-autotune"] | None = None
+    dynamic: bool | None = None  # null: compile static, go dynamic when shapes change
+    fullgraph: bool = False  # fail on a graph break instead of falling back to eager
+
+    def to_torch(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 @dataclass
@@ -118,6 +156,7 @@ class TrainConfig:
     precision: Literal["fp32", "amp_bf16"] = "amp_bf16"  # autocast bf16 on GPU; fp32 on CPU
     max_grad_norm: float | None = None  # clip the global gradient norm (null: no clipping)
     compile: bool = False  # torch.compile the model
+    compile_options: CompileOptions | None = None  # torch.compile arguments (null: defaults)
     parallelism: ParallelismConfig = field(default_factory=ParallelismConfig)
     # name -> options; null switches an entry off (e.g. override callbacks.memory_monitor=null)
     callbacks: Annotated[dict[str, object], Keyed(CALLBACKS)] = field(default_factory=dict)

@@ -24,7 +24,7 @@ from modernbert.model import ModernBertConfig, ModernBertForMaskedLM
 from modernbert.train.callbacks import build_callbacks
 from modernbert.train.checkpoint import find_checkpoint, init_model_from
 from modernbert.train.composer_model import METRICS, ComposerMLM
-from modernbert.train.config import TrainConfig, load_recipe, recipe_to_dict
+from modernbert.train.config import CompileOptions, TrainConfig, load_recipe, recipe_to_dict
 from modernbert.train.export import RunRecord
 from modernbert.train.loggers import build_loggers
 from modernbert.train.optim import build_optimizer
@@ -168,11 +168,11 @@ def microbatch_size_for(cfg: TrainConfig) -> int:
     return int(micro)
 
 
-def parallelism_for(cfg: TrainConfig) -> dict[str, Any] | None:
-    """Composer 0.32's ``parallelism_config``: ``{'fsdp': {...}}`` (FSDP1) or None for DDP,
-    which Composer applies by itself whenever the world size is above 1."""
-    fsdp = cfg.parallelism.fsdp_options()
-    return None if fsdp is None else {"fsdp": fsdp.to_composer()}
+def compile_config_for(cfg: TrainConfig) -> dict[str, Any] | None:
+    """Composer's ``compile_config`` (``torch.compile`` kwargs), None when not compiling."""
+    if not cfg.compile:
+        return None
+    return (cfg.compile_options or CompileOptions()).to_torch()
 
 
 def build_trainer(cfg: TrainConfig) -> Trainer:
@@ -199,8 +199,8 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         progress_bar=not any(name == "console" for name in cfg.loggers),
         precision=precision_for(cfg),
         device_train_microbatch_size=microbatch_size_for(cfg),
-        parallelism_config=parallelism_for(cfg),
-        compile_config={} if cfg.compile else None,
+        parallelism_config=cfg.parallelism.composer_config(),
+        compile_config=compile_config_for(cfg),
         save_folder=cfg.save_folder,
         save_interval=cfg.save_interval,
         save_num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep,

@@ -121,8 +121,17 @@ def _durations(cfg: TrainConfig, world_size: int) -> list[str]:
 def _parallelism(cfg: TrainConfig, world_size: int) -> list[str]:
     del world_size
     par = cfg.parallelism
-    if par.strategy == "ddp" and par.fsdp is not None:
-        return ["parallelism.fsdp: FSDP options given with parallelism.strategy 'ddp'"]
+    return [
+        f"parallelism.{section}: options given with parallelism.strategy '{par.strategy}'"
+        for section in ("fsdp", "fsdp2")
+        if getattr(par, section) is not None and par.strategy != section
+    ]
+
+
+def _compile(cfg: TrainConfig, world_size: int) -> list[str]:
+    del world_size
+    if cfg.compile_options is not None and not cfg.compile:
+        return ["compile_options: given with compile false (set compile: true to use them)"]
     return []
 
 
@@ -165,6 +174,7 @@ CHECKS: list[Callable[[TrainConfig, int], list[str]]] = [
     _loaders,
     _durations,
     _parallelism,
+    _compile,
     _checkpoints,
     _components,
 ]

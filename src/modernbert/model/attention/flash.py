@@ -45,6 +45,7 @@ class FlashAttnBackend:
         from flash_attn import flash_attn_varlen_func
 
         dtype = q.dtype
+        v = v.contiguous()  # let the fused qkv buffer go: flash-attn keeps v for the backward
         if dtype not in (torch.float16, torch.bfloat16):
             # flash-attn has no fp32 kernel: run in bf16, hand back the caller's dtype.
             q, k, v = (x.to(torch.bfloat16) for x in (q, k, v))

@@ -10,10 +10,9 @@ SDPA wants a dense `[batch, heads, len, head_dim]` layout, so the flat tokens ar
 - Local layers use `BlockPlan`: the flat token stream is cut into blocks of `block` queries
   that each attend to the `block + 2 * half_window` keys around them, with a mask for
   document boundaries and the band. Work grows with `T * (block + 2 * half_window)` instead
-  of `T * max_seqlen`, and documents of any length share one SDPA call. Its overlapping key
-  windows are recomputed in the backward rather than stored (`recompute`), so a local layer
-  keeps less for the backward than a global one. (`local_blocks=False` gives local layers
-  the bucket layout with a band mask instead.)
+  of `T * max_seqlen`, and documents of any length share one SDPA call. The overlapping key
+  windows are a strided view, so a local layer stores no more than a global one.
+  (`local_blocks=False` gives local layers the bucket layout with a band mask instead.)
 
 Masks are built as booleans (True = may attend) and handed to SDPA as additive float masks
 (0 / -inf), converted once per batch and dtype rather than by SDPA in every layer. Padding
@@ -104,6 +103,9 @@ class UniformPlan:
     def attend(self, q, k, v, dropout_p: float) -> torch.Tensor:
         total, heads, dim = q.shape
         shape = (self.num_docs, total // self.num_docs, heads, dim)
+        # v is usually a view into the fused qkv projection: a copy of v lets that 3x larger
+        # buffer go after the forward, instead of being kept alive by SDPA for the backward.
+        v = v.contiguous()
         q, k, v = (x.reshape(shape).transpose(1, 2) for x in (q, k, v))
         out = _sdpa(q, k, v, self.mask, dropout_p)
         return out.transpose(1, 2).reshape(total, heads, dim)
@@ -150,54 +152,26 @@ class BucketPlan:
         return _PickRows.apply(slots, self.scatter, self.gather, self.padding)
 
 
-class _KeyWindows(torch.autograd.Function):
-    """Overlapping key windows `[blocks, span, ...]` of flat rows `x [T, ...]`.
-
-    Forward: one gather of clamped indices (no zero-padded copy of `x`). Backward: the
-    windows' gradients summed back per row, as `unfold` would, through the padded frame;
-    slots outside `[0, T)` are masked keys, so their (zero) gradient is dropped.
-    """
-
-    @staticmethod
-    def forward(ctx, x, keys, block: int, half_window: int):
-        ctx.frame = (keys.shape[0] * block + 2 * half_window, *x.shape[1:])
-        ctx.geometry = (keys.shape[1], block, half_window, x.shape[0])
-        return x.index_select(0, keys.reshape(-1)).view(*keys.shape, *x.shape[1:])
-
-    @staticmethod
-    def backward(ctx, grad):
-        span, block, half_window, total = ctx.geometry
-        # unfold layout: [blocks, *row_shape, span]
-        grad = grad.movedim(1, -1)
-        frame = torch.ops.aten.unfold_backward(grad, list(ctx.frame), 0, span, block)
-        return frame[half_window : half_window + total], None, None, None
-
-
 @dataclass
 class BlockPlan:
     """Local attention over the flat stream: query blocks with their neighbouring keys."""
 
     block: int
     half_window: int
-    keys: torch.Tensor
-    """`[blocks, block + 2 * half_window]` flat index of each block's keys, clamped into
-    `[0, T)` (the clamped slots are masked)."""
+    num_blocks: int
     mask: MaskCache
-    recompute = True
-    """The key windows hold each key `span / block` times: the model keeps only qkv for the
-    backward and recomputes this (cheap) attention there, so local layers store less than
-    global ones."""
 
     def attend(self, q, k, v, dropout_p: float) -> torch.Tensor:
         total, heads, dim = q.shape
-        num_blocks = self.keys.shape[0]
-        padded = num_blocks * self.block
+        padded = self.num_blocks * self.block
+        span = self.block + 2 * self.half_window
         qb = q if padded == total else F.pad(q, (0, 0, 0, 0, 0, padded - total))
-        qb = qb.view(num_blocks, self.block, heads, dim).transpose(1, 2)
-        kb, vb = (
-            _KeyWindows.apply(x, self.keys, self.block, self.half_window).transpose(1, 2)
-            for x in (k, v)
-        )
+        qb = qb.view(self.num_blocks, self.block, heads, dim).transpose(1, 2)
+        kv_pad = (0, 0, 0, 0, self.half_window, padded - total + self.half_window)
+        # Overlapping windows as a strided view of the padded keys (SDPA reads it in place,
+        # nothing is copied or stored per window); unfold's backward sums each key's
+        # gradient over its windows. unfold: [blocks, heads, dim, span] -> [.., span, dim]
+        kb, vb = (F.pad(x, kv_pad).unfold(0, span, self.block).permute(0, 1, 3, 2) for x in (k, v))
         out = _sdpa(qb, kb, vb, self.mask, dropout_p)
         return out.transpose(1, 2).reshape(padded, heads, dim)[:total]
 
@@ -271,9 +245,9 @@ def block_plan(varlen: Varlen, half_window: int, block: int) -> BlockPlan:
     )
     in_band = (offset >= 0) & (offset <= 2 * half_window)
     mask = (same_doc & in_band) | (q_doc < 0)[:, :, None]
-    first_key = torch.arange(num_blocks, device=device)[:, None] * block - half_window
-    keys = (first_key + torch.arange(span, device=device)[None, :]).clamp(0, total - 1)
-    return BlockPlan(block=block, half_window=half_window, keys=keys, mask=MaskCache(mask[:, None]))
+    return BlockPlan(
+        block=block, half_window=half_window, num_blocks=num_blocks, mask=MaskCache(mask[:, None])
+    )
 
 
 class SdpaBackend:
