@@ -6,7 +6,12 @@ shrink at the peak LR that follows the schedule, not a number multiplied by the 
 (`1e-5` would otherwise be negligible at `lr=8e-4`).
 
 - `stable_adamw`: torch-optimi's StableAdamW (AdamW with Adafactor-style update clipping,
-  robust without gradient clipping), `decouple_lr=True`.
+  robust without gradient clipping), `decouple_lr=True`, through the `StableAdamW` subclass
+  below. Groups of plain tensors are stepped by optimi itself. Groups of DTensor parameters
+  (FSDP2 `fully_shard`) are stepped on the local shards with optimi's math and state layout;
+  each parameter's clipping RMS (a mean over the *whole* parameter) comes from local sums
+  summed by one all-reduce and read by one host sync per step for all parameters, where optimi
+  would do both once per parameter (and fail on gloo, which has no `ReduceOp.AVG`).
 - `decoupled_adamw`: Composer's DecoupledAdamW (same decay rule, plain Adam update).
 
 Parameter groups (`filter_bias_norm_wd: true`): a parameter gets no weight decay when it has
@@ -18,14 +23,19 @@ parameters (requires_grad False) are left out.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import optimi
 import torch
+import torch.distributed as dist
 from composer.optim import DecoupledAdamW
-from optimi import StableAdamW
+from optimi.stableadamw import stableadamw
 from optimi.utils import HAS_TRITON as _HAS_TRITON
+from optimi.utils import debias_beta
+from torch.distributed.tensor import DTensor
 
 from modernbert.train.registry import Registry
 
@@ -80,6 +90,148 @@ def param_groups(
     return groups
 
 
+_OPTIMI_STEP = inspect.unwrap(optimi.StableAdamW.step)  # without torch's step-hook wrapper
+_STATE_LISTS = [
+    "params",
+    "grads",
+    "exp_avgs",
+    "exp_avg_sqs",
+    "eps_sqs",
+    "kahan_comps",
+    "mean_squares",
+]
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+class StableAdamW(optimi.StableAdamW):
+    """optimi's StableAdamW, also for DTensor (FSDP2-sharded) parameters.
+
+    A group of plain tensors is stepped by optimi (its kernel chosen by `_pick_optimi_kernel`).
+    A group holding DTensors keeps optimi's state (`exp_avg`/`exp_avg_sq` DTensors like the
+    parameters, `eps_sq`, the group's `step`), so sharded checkpoints are unchanged, and gets
+    optimi's per-tensor loop on the local shards, except that the clipping RMS of each
+    parameter is its global mean: local sums, one SUM all-reduce (per process group; one
+    under FSDP2) and one host transfer per step for all such groups together. Kahan
+    summation (bf16/fp16 parameters) is refused there.
+    The class keeps optimi's name: Composer keys checkpoints and the `lr-StableAdamW/group<i>`
+    metrics by it.
+    """
+
+    @torch.no_grad()
+    def step(self, closure: Callable | None = None, param: torch.Tensor | None = None):
+        if param is not None:  # gradient release (off in `_stable_adamw`)
+            if isinstance(param, DTensor):
+                raise NotImplementedError("gradient release is not supported for DTensor params")
+            return _OPTIMI_STEP(self, closure, param)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        sharded = []
+        for group in self.param_groups:
+            if any(isinstance(p, DTensor) for p in group["params"]):
+                sharded.append(group)
+            else:
+                self._optimi_group_step(group)
+        if sharded:
+            self._sharded_step(sharded)
+        return loss
+
+    def _optimi_group_step(self, group: dict[str, Any]) -> None:
+        """One group, exactly as `optimi.StableAdamW.step` does it."""
+        lists: dict[str, list] = {name: [] for name in _STATE_LISTS}
+        self._init_group(group, **lists)
+        stableadamw(
+            **lists,
+            lr=group["lr"],
+            beta1=group["beta1"],
+            beta2=group["beta2"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            step=group["step"],
+            decouple_lr=group["decouple_lr"],
+            max_lr=group["max_lr"],
+            kahan_sum=group["kahan_sum"],
+            foreach=group["foreach"],
+            triton=group["triton"],
+            gradient_release=False,
+            optimizer_accumulation=False,
+        )
+
+    def _sharded_step(self, groups: list[dict[str, Any]]) -> None:
+        """Groups of DTensors: optimi's `_single_param_stableadamw` on the local shards, with
+        each parameter's RMS summed over its shards by one all-reduce for all the groups."""
+        params = []  # with a gradient, in all the groups
+        todo = []  # (group, param, exp_avg, exp_avg_sq), the last three local shards
+        local_sums = []  # of grad^2 / max(exp_avg_sq, eps^2), per parameter
+        for group in groups:
+            low = [p for p in group["params"] if p.grad is not None and p.dtype in _LOW_PRECISION]
+            if low and group["kahan_sum"] is not False:
+                raise ValueError(
+                    f"Kahan summation (on by default for {low[0].dtype} params) is not "
+                    "supported for DTensor params: keep them in fp32 or pass kahan_sum=False"
+                )
+            group["triton"] = False  # no Triton scratch state: the flag is unused here
+            lists: dict[str, list] = {name: [] for name in _STATE_LISTS}
+            self._init_group(group, **lists)
+            group["step"].add_(1)  # debiased betas, as `optimi.stableadamw.stableadamw`
+            step = group["step"].item()
+            beta1_comp = 1 - debias_beta(group["beta1"], step)
+            beta2_hat = debias_beta(group["beta2"], step)
+            beta2_comp = 1 - beta2_hat
+            state = zip(lists["params"], lists["grads"], lists["exp_avgs"], lists["exp_avg_sqs"])
+            for (p, grad, exp_avg, exp_avg_sq), eps_sq in zip(state, lists["eps_sqs"]):
+                grad, exp_avg, exp_avg_sq, eps_sq = map(_local, (grad, exp_avg, exp_avg_sq, eps_sq))
+                exp_avg.lerp_(grad, weight=beta1_comp)
+                exp_avg_sq.mul_(beta2_hat).addcmul_(grad, grad, value=beta2_comp)
+                ratio = grad.pow(2).div_(exp_avg_sq.maximum(eps_sq))
+                local_sums.append(ratio.sum(dtype=torch.float32))
+                params.append(p)
+                todo.append((group, _local(p), exp_avg, exp_avg_sq))
+        if not params:  # all grads None (the same on every rank under FSDP2)
+            return
+
+        sums = torch.stack(local_sums)
+        by_groups: dict[tuple, list[int]] = {}  # parameters sharded over the same process groups
+        for i, p in enumerate(params):
+            by_groups.setdefault(_shard_process_groups(p), []).append(i)
+        for pgs, index in by_groups.items():
+            if pgs:
+                part = sums[index]
+                for pg in pgs:
+                    dist.all_reduce(part, op=dist.ReduceOp.SUM, group=pg)
+                sums[index] = part
+        numels = torch.tensor([p.numel() for p in params], dtype=torch.float32, device=sums.device)
+        rms = sums.div_(numels).sqrt_().tolist()  # the one host sync
+
+        for (group, param, exp_avg, exp_avg_sq), rms_i in zip(todo, rms):
+            lr = group["lr"] / max(1, rms_i)  # RMS stabilized learning rate
+            weight_decay = group["weight_decay"]
+            if weight_decay != 0:
+                if group["decouple_lr"]:
+                    weight_decay = 1 - (lr / group["max_lr"]) * weight_decay
+                else:
+                    weight_decay = 1 - lr * weight_decay
+                param.mul_(weight_decay)
+            param.addcdiv_(exp_avg, exp_avg_sq.sqrt().add_(group["eps"]), value=-lr)
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """The local shard of a DTensor (a view: in-place updates reach it), else `t` itself."""
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+def _shard_process_groups(p: torch.Tensor) -> tuple:
+    """The process groups over which `p` is sharded (one per Shard mesh dimension)."""
+    if not isinstance(p, DTensor):
+        return ()
+    if not all(pl.is_shard() or pl.is_replicate() for pl in p.placements):
+        raise ValueError(f"unsupported DTensor placements for StableAdamW: {p.placements}")
+    return tuple(
+        p.device_mesh.get_group(dim) for dim, pl in enumerate(p.placements) if pl.is_shard()
+    )
+
+
 @OPTIMIZERS.register("stable_adamw", options=OptimizerConfig)
 def _stable_adamw(groups: ParamGroups, cfg: OptimizerConfig) -> torch.optim.Optimizer:
     opt = StableAdamW(
@@ -101,9 +253,10 @@ def _pick_optimi_kernel(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> N
     so with Triton installed it picks its Triton kernels even for CPU tensors, which fail; its
     per-parameter rule would instead never pick Triton (it rejects `nn.Parameter`), and its
     fallback is a per-tensor loop. The choice cannot be made when the optimizer is built
-    either: Composer moves the model to the GPU afterwards. So, on the first step: Triton for
-    plain CUDA parameters when Triton is importable and bf16 is supported, else foreach on
-    CUDA (DTensor shards under FSDP2), else the simple loop (CPU).
+    either: Composer moves the model to the GPU (and FSDP2 turns parameters into DTensors)
+    afterwards. So, on the first step: Triton for plain CUDA parameters when Triton is
+    importable and bf16 is supported, else foreach on CUDA, else the simple loop (CPU).
+    Groups of DTensors (FSDP2) get neither: `StableAdamW` steps their local shards itself.
     """
     for group in opt.param_groups:
         if group.get("triton") is not None or group.get("foreach") is not None:
@@ -112,7 +265,7 @@ def _pick_optimi_kernel(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> N
         on_gpu = bool(params) and all(p.is_cuda for p in params)
         plain = all(type(p) in (torch.Tensor, torch.nn.Parameter) for p in params)
         group["triton"] = on_gpu and plain and _HAS_TRITON and torch.cuda.is_bf16_supported()
-        group["foreach"] = on_gpu and not group["triton"]
+        group["foreach"] = on_gpu and plain and not group["triton"]
 
 
 @OPTIMIZERS.register("decoupled_adamw", options=OptimizerConfig)

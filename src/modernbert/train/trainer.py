@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from composer import Trainer
-from composer.core import DataSpec, Evaluator
+from composer.core import Callback, DataSpec, Evaluator
 from composer.utils import reproducibility
 
 from modernbert.data.loader import build_mlm_dataloader, num_samples_in_batch, num_tokens_in_batch
@@ -29,6 +29,7 @@ from modernbert.train.export import RunRecord
 from modernbert.train.loggers import build_loggers
 from modernbert.train.optim import build_optimizer
 from modernbert.train.schedulers import build_scheduler
+from modernbert.train.shard_grads import ShardGradientAverage
 from modernbert.train.validate import check_tokenizer_vocab
 
 EVAL_LABEL = "eval"
@@ -168,6 +169,12 @@ def microbatch_size_for(cfg: TrainConfig) -> int:
     return int(micro)
 
 
+def internal_callbacks(cfg: TrainConfig) -> list[Callback]:
+    """Callbacks the run needs whatever the recipe says; they run before the recipe's own
+    (the FSDP2 gradient fix must come before clipping and the gradient-norm metric)."""
+    return [ShardGradientAverage()] if cfg.parallelism.strategy == "fsdp2" else []
+
+
 def compile_config_for(cfg: TrainConfig) -> dict[str, Any] | None:
     """Composer's ``compile_config`` (``torch.compile`` kwargs), None when not compiling."""
     if not cfg.compile:
@@ -194,7 +201,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         optimizers=build_optimizer(cfg.optimizer, model),
         schedulers=build_scheduler(cfg.scheduler),
         step_schedulers_every_batch=True,
-        callbacks=[record, *build_callbacks(cfg)],
+        callbacks=[record, *internal_callbacks(cfg), *build_callbacks(cfg)],
         loggers=loggers,
         progress_bar=not any(name == "console" for name in cfg.loggers),
         precision=precision_for(cfg),
