@@ -124,7 +124,7 @@ def test_overrides_are_merged_before_conversion(tmp_path):
             "optimizer.lr=1e-3",
             "model.num_hidden_layers=4",
             "train_loader.streams.code.proportion=0.25",
-            "device_train_microbatch_size=auto",
+            "device_train_microbatch_size=2",
             "scheduler.name=cosine_with_warmup",
             "scheduler.t_decay=null",
             "scheduler.decay_shape=null",
@@ -136,7 +136,7 @@ def test_overrides_are_merged_before_conversion(tmp_path):
     )
     assert cfg.optimizer.lr == 1e-3 and cfg.model.num_hidden_layers == 4
     assert cfg.train_loader.streams["code"].proportion == 0.25
-    assert cfg.device_train_microbatch_size == "auto"
+    assert cfg.device_train_microbatch_size == 2
     assert cfg.save_folder == "runs/other/checkpoints"
     assert "lr_monitor" not in cfg.callbacks
 
@@ -283,6 +283,7 @@ def test_dataclass_post_init_errors_carry_the_path(tmp_path):
         (["scheduler.alpha_f=2"], 1, "scheduler.alpha_f: 2.0 is outside [0, 1]"),
         (["parallelism.fsdp.cpu_offload=true"], 1, "parallelism.fsdp: options given with"),
         (["autoresume=true", "save_folder=null"], 1, "autoresume: needs save_folder"),
+        (["device_train_microbatch_size=auto"], 1, "'auto' is not supported with the MLM loader"),
         (["load_path=a", "init_from.path=b"], 1, "load_path and init_from are both set"),
         (
             ["init_from.path=b", "init_from.mode=tile", "init_from.reset_optimizer=false"],

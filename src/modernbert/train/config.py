@@ -143,8 +143,8 @@ class TrainConfig:
     seed: int = 17  # seeds model init, data order and masking
     model: ModernBertConfig = field(default_factory=ModernBertConfig)  # architecture
     eval_loader: MLMLoaderConfig | None = None  # evaluation data (null: no evaluation)
-    # rows per forward/backward on one rank; "auto" lets Composer search (GPU);
-    # null: the whole device batch at once
+    # rows per forward/backward on one rank; null: the whole device batch at once ("auto",
+    # Composer's OOM search, is refused with a reason: see validate._batches)
     device_train_microbatch_size: int | Literal["auto"] | None = None
     global_eval_batch_size: int | None = None  # null: same as global_train_batch_size
     batch_size_warmup: BatchSizeWarmup | None = None  # ramp the batch size up (null: off)

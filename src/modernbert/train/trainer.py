@@ -153,17 +153,8 @@ def precision_for(cfg: TrainConfig) -> str:
 
 
 def microbatch_size_for(cfg: TrainConfig) -> int:
-    """Rows per forward/backward on one rank; null in the recipe means the whole device batch.
-
-    ``"auto"`` is refused: Composer's search starts from ``dataloader.batch_size``, which our
-    loader leaves at None because it yields whole (warmup-sized) batches itself.
-    """
+    """Rows per forward/backward on one rank; null in the recipe means the whole device batch."""
     micro = cfg.device_train_microbatch_size
-    if micro == "auto":
-        raise ValueError(
-            "device_train_microbatch_size: 'auto' is not supported with the MLM loader "
-            "(it has no fixed batch_size to start the search from); give a number"
-        )
     if micro is None:
         return cfg.global_train_batch_size // _world_size()
     return int(micro)

@@ -55,6 +55,13 @@ def _batches(cfg: TrainConfig, world_size: int) -> list[str]:
             out.append(f"{key}: {size} is not divisible by the world size {world_size}")
     device_batch = cfg.global_train_batch_size // world_size
     micro = cfg.device_train_microbatch_size
+    if micro == "auto":
+        # Composer's search starts from `dataloader.batch_size`, which the MLM loader leaves at
+        # None: it yields whole batches itself (smaller ones during batch-size warmup).
+        out.append(
+            "device_train_microbatch_size: 'auto' is not supported with the MLM loader (it "
+            "has no fixed batch_size to start the search from); give a number of rows"
+        )
     if isinstance(micro, int) and device_batch >= 1:
         if micro < 1:
             out.append(f"device_train_microbatch_size: must be >= 1, got {micro}")
