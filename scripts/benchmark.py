@@ -40,6 +40,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory", choices=["rss", "cuda", "off"])
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument(
+        "--profile",
+        type=Path,
+        help="write a torch.profiler table of one step of every side and scenario to this folder",
+    )
+    p.add_argument(
         "--hf-compile",
         action="store_true",
         help="let transformers torch.compile its MLP/head (its CUDA default); off: eager",
@@ -66,6 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": args.steps,
         "memory": args.memory,
         "hf_compile": True if args.hf_compile else None,
+        "profile_dir": str(args.profile) if args.profile else None,
     }
     preset = get_preset(args.preset).replace(
         **{k: v for k, v in overrides.items() if v is not None}

@@ -166,3 +166,18 @@ def test_tiny_preset_on_cuda_reports_memory_and_mfu():
             entry = scenario[side]
             assert entry["peak_memory_bytes"] > entry["memory"]["state_bytes"] > 0
             assert 0 < entry["mfu"] < 1
+
+
+def test_profile_writes_an_op_table_per_side_and_scenario(tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        _load_script().main(
+            ["--preset", "tiny", "--repeats", "1", "--threads", "1", "--phases", "train"]
+            + ["--modes", "variable", "--profile", str(tmp_path / "prof")]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    tables = {p.name: p.read_text() for p in (tmp_path / "prof").iterdir()}
+    assert set(tables) == {"train_variable_ours.txt", "train_variable_theirs.txt"}
+    for name, text in tables.items():
+        assert "op calls in one train step" in text and "aten::" in text, name

@@ -54,6 +54,8 @@ class BenchPreset:
     seed: int = 0
     seq_in_name: bool = False
     """Put the sequence length in scenario names (presets with several lengths)."""
+    profile_dir: str | None = None
+    """Write a torch.profiler table of one step per side and scenario here (None: off)."""
 
     def model_config(self, seq_len: int, backend: str) -> ModernBertConfig:
         """Our config at `seq_len`; special ids are those of the synthetic batches."""

@@ -13,6 +13,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,6 +128,38 @@ def _time_sides(
     return results
 
 
+def profile_step(side: Side, phase: str, device: torch.device, autocast_dtype: str | None) -> str:
+    """torch.profiler table of one step of `side`: the ops that take the most time (on the
+    GPU where there is one), with call counts (a proxy for kernel launches)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        run_step(side, 0, phase, device, autocast_dtype)
+        _sync(device)
+    events = prof.key_averages()
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    calls = sum(e.count for e in events)
+    return f"{side.name}: {calls} op calls in one {phase} step\n" + events.table(
+        sort_by=sort_by, row_limit=30
+    )
+
+
+def _write_profiles(
+    sides: list[Side], phase: str, name: str, preset: BenchPreset, device: torch.device
+) -> None:
+    folder = Path(preset.profile_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for side in sides:
+        try:
+            text = profile_step(side, phase, device, preset.autocast_dtype)
+        except Exception as error:  # a side that failed its timing fails here too
+            text = f"{side.name}: not profiled: {_error_text(error)}"
+        (folder / f"{name}_{side.name}.txt").write_text(text + "\n")
+
+
 def _error_text(error: BaseException) -> str:
     return "out of memory" if _is_oom(error) else f"{type(error).__name__}: {error}"[:500]
 
@@ -207,6 +240,9 @@ def run_scenario(
 
     progress(f"{phase}/{mode}/{seq_len}: timing {', '.join(k for k, _ in sides)}")
     timings = _time_sides([s for _, s in sides], phase, preset, device, tokens)
+    if preset.profile_dir is not None:
+        alive = [s for kind, s in sides if "error" not in timings[kind]]
+        _write_profiles(alive, phase, scenario_name(preset, phase, mode, seq_len), preset, device)
     entries: dict[str, dict] = {}
     for kind, side in sides:
         entry = {
