@@ -36,6 +36,9 @@ EVAL_LABEL = "eval"
 # Batch-size warmup and the last eval batch are smaller than the microbatch on purpose;
 # Composer warns about it on every such batch.
 warnings.filterwarnings("ignore", message="Cannot split tensor of length", category=UserWarning)
+# The `console` logger is a ConsoleLogger built with the recipe's interval; Composer warns that
+# its own console arguments (which the recipe does not use) would then be ignored.
+warnings.filterwarnings("ignore", message="Specifying the ConsoleLogger via `loggers`")
 # Composer's latest-checkpoint link in save_folder: its presence means autoresume resumes.
 LATEST_CHECKPOINT = "latest-rank0.pt"
 _SPECIAL_IDS = {
