@@ -24,6 +24,9 @@ def main(argv: list[str]) -> int:
     except RecipeError as err:  # a bad recipe: the message names every problem, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except FileNotFoundError as err:  # a missing tokenizer, dataset or checkpoint: named
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

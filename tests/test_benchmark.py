@@ -169,12 +169,11 @@ def test_tiny_preset_on_cuda_reports_memory_and_mfu():
 
 
 def test_profile_writes_an_op_table_per_side_and_scenario(tmp_path):
+    args = ["--preset", "tiny", "--repeats", "1", "--threads", "1", "--phases", "train"]
+    args += ["--modes", "variable", "--profile", str(tmp_path / "prof")]
     threads = torch.get_num_threads()
     try:
-        _load_script().main(
-            ["--preset", "tiny", "--repeats", "1", "--threads", "1", "--phases", "train"]
-            + ["--modes", "variable", "--profile", str(tmp_path / "prof")]
-        )
+        _load_script().main(args)
     finally:
         torch.set_num_threads(threads)
     tables = {p.name: p.read_text() for p in (tmp_path / "prof").iterdir()}
