@@ -102,7 +102,12 @@ def test_fsdp2_matches_ddp_step_for_step(fsdp2_run, tiny_corpus, tmp_path):
 def test_fsdp2_resume_from_sharded_checkpoint_gives_the_same_losses(
     fsdp2_run, tiny_corpus, tmp_path
 ):
-    recipe = _recipe(tiny_corpus, tmp_path / "resumed")
+    # with activation checkpointing too: recomputing each layer in the backward must not
+    # change a single loss either
+    sharding = {"state_dict_type": "sharded", "activation_checkpointing": True}
+    recipe = _recipe(
+        tiny_corpus, tmp_path / "resumed", parallelism={"strategy": "fsdp2", "fsdp2": sharding}
+    )
     _launch(recipe, "max_duration=6ba")
     assert sorted(read_losses(tmp_path / "resumed" / "metrics.jsonl")) == list(range(6))
     _launch(recipe)  # autoresume from ep0-ba6: model, optimizer (DTensor state), data, RNG
