@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -149,3 +150,27 @@ def run_main(recipe: Path, *overrides: str, timeout: float = 300) -> subprocess.
             f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
         )
     return done
+
+
+def run_composer(recipe: Path, *overrides: str, ranks: int = 2, timeout: float = 300) -> None:
+    """`composer -n RANKS main.py RECIPE overrides...` (gloo on the CPU), each rank's output in
+    the recipe's folder as rank{N}.out / rank{N}.err; raises with their tails on failure."""
+    run_dir = recipe.parent
+    with socket.socket() as sock:  # a free port for this run's rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [str(Path(sys.executable).with_name("composer")), "-n", str(ranks)]
+    cmd += ["--master_port", str(port)]
+    cmd += [
+        "--stderr",
+        str(run_dir / "rank{rank}.err"),
+        "--stdout",
+        str(run_dir / "rank{rank}.out"),
+    ]
+    cmd += [str(REPO / "main.py"), str(recipe), *overrides]
+    done = subprocess.run(
+        cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=timeout
+    )
+    if done.returncode != 0:
+        errors = "".join(p.read_text()[-4000:] for p in sorted(run_dir.glob("rank*.err")))
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}\n{errors}")

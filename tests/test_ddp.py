@@ -9,24 +9,13 @@ mean of the two ranks' losses on those batches with the seeded initial model. An
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import REPO, read_losses, subprocess_env, tiny_recipe, write_recipe
+from conftest import read_losses, run_composer, tiny_recipe, write_recipe
 
-COMPOSER = Path(sys.executable).with_name("composer")
 STEPS = 6
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +30,7 @@ def ddp_run(tiny_corpus, tmp_path_factory):
         eval_loader=None,
     )
     path = write_recipe(recipe, run_dir / "recipe.yaml")
-    cmd = [str(COMPOSER), "-n", "2", "--master_port", str(_free_port())]
-    cmd += [
-        "--stderr",
-        str(run_dir / "rank{rank}.err"),
-        "--stdout",
-        str(run_dir / "rank{rank}.out"),
-    ]
-    cmd += [str(REPO / "main.py"), str(path)]
-    done = subprocess.run(
-        cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    run_composer(path)
     return run_dir, path
 
 

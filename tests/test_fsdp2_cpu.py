@@ -9,42 +9,14 @@ must log the same losses and gradient norms.
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import REPO, read_losses, run_main, subprocess_env, tiny_recipe, write_recipe
+from conftest import read_losses, run_composer, run_main, tiny_recipe, write_recipe
 
-COMPOSER = Path(sys.executable).with_name("composer")
 STEPS = 12
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _launch(recipe: Path, *overrides: str) -> None:
-    run_dir = recipe.parent
-    cmd = [str(COMPOSER), "-n", "2", "--master_port", str(_free_port())]
-    cmd += [
-        "--stderr",
-        str(run_dir / "rank{rank}.err"),
-        "--stdout",
-        str(run_dir / "rank{rank}.out"),
-    ]
-    cmd += [str(REPO / "main.py"), str(recipe), *overrides]
-    done = subprocess.run(
-        cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300
-    )
-    if done.returncode != 0:
-        errors = "".join(p.read_text()[-4000:] for p in sorted(run_dir.glob("rank*.err")))
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}\n{errors}")
 
 
 def _recipe(corpus, run_dir: Path, **overrides) -> Path:
@@ -64,7 +36,7 @@ def _recipe(corpus, run_dir: Path, **overrides) -> Path:
 @pytest.fixture(scope="module")
 def fsdp2_run(tiny_corpus, tmp_path_factory):
     recipe = _recipe(tiny_corpus, tmp_path_factory.mktemp("fsdp2"))
-    _launch(recipe)
+    run_composer(recipe)
     return recipe.parent
 
 
@@ -89,7 +61,7 @@ def test_fsdp2_matches_ddp_step_for_step(fsdp2_run, tiny_corpus, tmp_path):
         save_folder=None,
         autoresume=False,
     )
-    _launch(recipe)
+    run_composer(recipe)
     for key in ("loss/train/total", "grad_norm/total"):
         ddp = read_losses(tmp_path / "ddp" / "metrics.jsonl", key)
         fsdp2 = read_losses(fsdp2_run / "metrics.jsonl", key)
@@ -108,9 +80,9 @@ def test_fsdp2_resume_from_sharded_checkpoint_gives_the_same_losses(
     recipe = _recipe(
         tiny_corpus, tmp_path / "resumed", parallelism={"strategy": "fsdp2", "fsdp2": sharding}
     )
-    _launch(recipe, "max_duration=6ba")
+    run_composer(recipe, "max_duration=6ba")
     assert sorted(read_losses(tmp_path / "resumed" / "metrics.jsonl")) == list(range(6))
-    _launch(recipe)  # autoresume from ep0-ba6: model, optimizer (DTensor state), data, RNG
+    run_composer(recipe)  # autoresume from ep0-ba6: model, optimizer (DTensor state), data, RNG
     resumed = read_losses(tmp_path / "resumed" / "metrics.jsonl")
     assert resumed == read_losses(fsdp2_run / "metrics.jsonl")
 
