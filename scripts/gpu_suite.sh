@@ -30,9 +30,9 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log
   tail -n "${TAIL:-25}" "$OUT/$name.log"
 }
 
-step benchmark "${BENCH_LIMIT:-150}" python3 scripts/benchmark.py --preset gpu-base \
+step benchmark "${BENCH_LIMIT:-300}" python3 scripts/benchmark.py --preset gpu-base \
   --seq-lens 1024 8192 --backends auto --json "$OUT/bench_gpu.json" --profile "$OUT/profiles"
-step gpu_tests "${TESTS_LIMIT:-80}" python3 -m pytest -q -m gpu -p no:cacheprovider tests
+step gpu_tests "${TESTS_LIMIT:-150}" python3 -m pytest -q -m gpu -p no:cacheprovider tests
 step fsdp_base "${FSDP_LIMIT:-90}" python3 main.py yamls/pretrain_base.yaml \
   tokenizer=demo_out/tokenizer model.pad_token_id=0 model.cls_token_id=2 model.sep_token_id=3 \
   model.mask_token_id=4 train_loader.streams.pretrain.local=demo_out/mds \
