@@ -7,7 +7,7 @@ shrink at the peak LR that follows the schedule, not a number multiplied by the 
 
 - `stable_adamw`: torch-optimi's StableAdamW (AdamW with Adafactor-style update clipping,
   robust without gradient clipping), `decouple_lr=True`, through the `StableAdamW` subclass
-  below. Groups of plain tensors are stepped by optimi itself. Groups of DTensor parameters
+  below. Plain tensors are stepped by optimi itself. DTensor parameters
   (FSDP2 `fully_shard`) are stepped on the local shards with optimi's math and state layout;
   each parameter's clipping RMS (a mean over the *whole* parameter) comes from local sums
   summed by one all-reduce and read by one host sync per step for all parameters, where optimi
@@ -32,7 +32,6 @@ import optimi
 import torch
 import torch.distributed as dist
 from composer.optim import DecoupledAdamW
-from optimi.stableadamw import stableadamw
 from optimi.utils import HAS_TRITON as _HAS_TRITON
 from optimi.utils import debias_beta
 from torch.distributed.tensor import DTensor
@@ -106,61 +105,35 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 class StableAdamW(optimi.StableAdamW):
     """optimi's StableAdamW, also for DTensor (FSDP2-sharded) parameters.
 
-    A group of plain tensors is stepped by optimi (its kernel chosen by `_pick_optimi_kernel`).
-    A group holding DTensors keeps optimi's state (`exp_avg`/`exp_avg_sq` DTensors like the
-    parameters, `eps_sq`, the group's `step`), so sharded checkpoints are unchanged, and gets
-    optimi's per-tensor loop on the local shards, except that the clipping RMS of each
-    parameter is its global mean: local sums, one SUM all-reduce (per process group; one
-    under FSDP2) and one host transfer per step for all such groups together. Kahan
-    summation (bf16/fp16 parameters) is refused there.
+    Plain tensors are stepped by optimi itself (its kernel chosen by `_pick_optimi_kernel`).
+    Once the model is sharded, the state keeps optimi's layout (`exp_avg`/`exp_avg_sq`
+    DTensors like the parameters, `eps_sq`, the group's `step`), so sharded checkpoints are
+    unchanged, and the step is optimi's per-tensor loop on the local shards, except that the
+    clipping RMS of each parameter is its global mean: local sums, one SUM all-reduce (per
+    process group; one under FSDP2) and one host transfer per step for all groups together.
+    Kahan summation (bf16/fp16 parameters) is refused there.
     The class keeps optimi's name: Composer keys checkpoints and the `lr-StableAdamW/group<i>`
     metrics by it.
     """
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None, param: torch.Tensor | None = None):
-        if param is not None:  # gradient release (off in `_stable_adamw`)
-            if isinstance(param, DTensor):
-                raise NotImplementedError("gradient release is not supported for DTensor params")
+        sharded = any(isinstance(p, DTensor) for g in self.param_groups for p in g["params"])
+        if not sharded:  # plain tensors (and gradient release): optimi's own step
             return _OPTIMI_STEP(self, closure, param)
+        if param is not None:
+            raise NotImplementedError("gradient release is not supported for DTensor params")
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        sharded = []
-        for group in self.param_groups:
-            if any(isinstance(p, DTensor) for p in group["params"]):
-                sharded.append(group)
-            else:
-                self._optimi_group_step(group)
-        if sharded:
-            self._sharded_step(sharded)
+        self._sharded_step(self.param_groups)
         return loss
 
-    def _optimi_group_step(self, group: dict[str, Any]) -> None:
-        """One group, exactly as `optimi.StableAdamW.step` does it."""
-        lists: dict[str, list] = {name: [] for name in _STATE_LISTS}
-        self._init_group(group, **lists)
-        stableadamw(
-            **lists,
-            lr=group["lr"],
-            beta1=group["beta1"],
-            beta2=group["beta2"],
-            weight_decay=group["weight_decay"],
-            eps=group["eps"],
-            step=group["step"],
-            decouple_lr=group["decouple_lr"],
-            max_lr=group["max_lr"],
-            kahan_sum=group["kahan_sum"],
-            foreach=group["foreach"],
-            triton=group["triton"],
-            gradient_release=False,
-            optimizer_accumulation=False,
-        )
-
     def _sharded_step(self, groups: list[dict[str, Any]]) -> None:
-        """Groups of DTensors: optimi's `_single_param_stableadamw` on the local shards, with
-        each parameter's RMS summed over its shards by one all-reduce for all the groups."""
+        """optimi's `_single_param_stableadamw` on the local shards, with each parameter's
+        RMS summed over its shards by one all-reduce for all the groups (a plain tensor in
+        the mix is its own shard: no reduction)."""
         params = []  # with a gradient, in all the groups
         todo = []  # (group, param, exp_avg, exp_avg_sq), the last three local shards
         local_sums = []  # of grad^2 / max(exp_avg_sq, eps^2), per parameter
