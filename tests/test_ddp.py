@@ -47,6 +47,7 @@ def test_ddp_trains_with_global_batch_split_over_ranks(ddp_run):
 
 
 def test_ranks_get_disjoint_data_and_the_run_used_it(ddp_run):
+    from modernbert.data.flat import padded_rows
     from modernbert.data.loader import build_mlm_dataloader
     from modernbert.data.tokenizer import TokenSpec, load_tokenizer
     from modernbert.train.config import load_recipe
@@ -66,7 +67,9 @@ def test_ranks_get_disjoint_data_and_the_run_used_it(ddp_run):
             rank=rank,
         )
         batches.append(next(iter(loader)))
-    rows = [{tuple(r.tolist()) for r in b["input_ids"]} for b in batches]
+    rows = [
+        {tuple(r.tolist()) for r in padded_rows(b, tokens.pad_id)["input_ids"]} for b in batches
+    ]
     assert len(rows[0]) == len(rows[1]) == 4
     assert not rows[0] & rows[1]
 

@@ -14,6 +14,7 @@ from modernbert.data import (
     StreamConfig,
     build_mlm_dataloader,
     num_samples_in_batch,
+    padded_rows,
 )
 from modernbert.data.synthetic import lognormal_lengths, write_mds_documents
 from modernbert.data.tokenizer import TokenSpec
@@ -54,7 +55,9 @@ def _loader(stream, *, workers=0, world_size=1, rank=0, batch=4, warmup=True, sh
 
 
 def _passes(loader, n: int) -> list[dict[str, torch.Tensor]]:
-    return [batch for _ in range(n) for batch in loader]
+    """n epochs of flat batches, each seen as padded `[rows, SEQ]` rows (ids, mask, positions,
+    labels): rows of different ranks or runs can then be compared and concatenated."""
+    return [padded_rows(batch, pad_id=0) for _ in range(n) for batch in loader]
 
 
 def _same(a: list, b: list) -> bool:

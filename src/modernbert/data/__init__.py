@@ -18,6 +18,10 @@ _EXPORTS = {
     "build_mlm_dataloader": "loader",
     "num_samples_in_batch": "loader",
     "num_tokens_in_batch": "loader",
+    "composer_token_counts": "loader",
+    "FlatLayout": "flat",
+    "split_flat_batch": "flat",
+    "padded_rows": "flat",
     "packing_efficiency": "loader",
     "MLMMasker": "masking",
     "IGNORE_INDEX": "masking",
@@ -28,15 +32,19 @@ __all__ = [
     "EVAL_MLM_PROBABILITY",
     "IGNORE_INDEX",
     "BatchSizeWarmup",
+    "FlatLayout",
     "MLMDataLoader",
     "MLMLoaderConfig",
     "MLMMasker",
     "PackedMLMDataset",
     "StreamConfig",
     "build_mlm_dataloader",
+    "composer_token_counts",
     "num_samples_in_batch",
     "num_tokens_in_batch",
     "packing_efficiency",
+    "padded_rows",
+    "split_flat_batch",
 ]
 
 if TYPE_CHECKING:
@@ -47,9 +55,11 @@ if TYPE_CHECKING:
         StreamConfig,
     )
     from modernbert.data.dataset import PackedMLMDataset
+    from modernbert.data.flat import FlatLayout, padded_rows, split_flat_batch
     from modernbert.data.loader import (
         MLMDataLoader,
         build_mlm_dataloader,
+        composer_token_counts,
         num_samples_in_batch,
         num_tokens_in_batch,
         packing_efficiency,

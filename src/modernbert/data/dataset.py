@@ -22,8 +22,9 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from modernbert.data.batching import BatchSchedule
-from modernbert.data.masking import IGNORE_INDEX, MLMMasker
-from modernbert.data.packing import EpochPacking
+from modernbert.data.flat import Batch, FlatBatchBuilder, layout_of
+from modernbert.data.masking import MLMMasker
+from modernbert.data.packing import SPECIALS_PER_PIECE, EpochPacking
 from modernbert.data.sources import DocumentSource
 from modernbert.data.tokenizer import TokenSpec
 
@@ -31,7 +32,6 @@ STATE_VERSION = 1
 # What must match between a checkpoint and the loader that resumes it (elastic: the world
 # size may change as long as batch boundaries still fall on the same samples).
 _PLAN_KEYS = ("shuffle_seed", "seed", "max_seq_len", "packing_window", "num_documents")
-Batch = dict[str, torch.Tensor]
 
 
 class PackedMLMDataset(IterableDataset):
@@ -66,7 +66,6 @@ class PackedMLMDataset(IterableDataset):
         self.rank = rank
         self.world_size = schedule.world_size
         self.fixed_epoch = fixed_epoch  # evaluation: every pass replays epoch 0
-        self._positions = np.arange(max_seq_len, dtype=np.int64)
         # (epoch, first batch, batches per epoch) of the pass being run, shared with workers.
         self._pass = torch.zeros(3, dtype=torch.int64).share_memory_()
         # Main-process bookkeeping.
@@ -184,31 +183,24 @@ class PackedMLMDataset(IterableDataset):
         return self._last_doc[1]
 
     def _collate(self, epoch: int, first_row: int, n_rows: int) -> Batch:
+        """The flat batch of global rows first_row.. (data/flat.py): each row's pieces as
+        ``[CLS] tokens [SEP]`` documents, masked with the row's own generator."""
         docs, plan = self._plan(epoch)
-        shape = (n_rows, self.max_seq_len)
-        input_ids = np.full(shape, self.tokens.pad_id, dtype=np.int64)
-        attention_mask = np.zeros(shape, dtype=np.int64)
-        position_ids = np.zeros(shape, dtype=np.int64)
-        labels = np.full(shape, IGNORE_INDEX, dtype=np.int64)
+        builder = FlatBatchBuilder(self.max_seq_len)
         cls_id, sep_id = self.tokens.cls_id, self.tokens.sep_id
         for i, (doc, start, length) in enumerate(plan.rows(first_row, first_row + n_rows)):
-            row = input_ids[i]
+            seqlens = length + SPECIALS_PER_PIECE
+            row = np.empty(int(seqlens.sum()), dtype=np.int64)
             c = 0
             for d, s, n in zip(doc.tolist(), start.tolist(), length.tolist()):
                 row[c] = cls_id
                 row[c + 1 : c + 1 + n] = self._document(int(docs[d]))[s : s + n]
                 row[c + 1 + n] = sep_id
-                position_ids[i, c : c + n + 2] = self._positions[: n + 2]
                 c += n + 2
-            attention_mask[i, :c] = 1
             rng = self.masker.row_rng(self.seed, epoch, first_row + i)
-            labels[i] = self.masker.mask_row(row, rng)
-        return {
-            "input_ids": torch.from_numpy(input_ids),
-            "attention_mask": torch.from_numpy(attention_mask),
-            "position_ids": torch.from_numpy(position_ids),
-            "labels": torch.from_numpy(labels),
-        }
+            labels = self.masker.mask_row(row, rng)
+            builder.add_row(row, seqlens, labels)
+        return builder.build()
 
     # ---- epochs and resumption (main process) ---------------------------------------------
 
@@ -225,7 +217,7 @@ class PackedMLMDataset(IterableDataset):
 
     def note_batch(self, batch: Batch) -> None:
         self._seen_batches += 1
-        self._seen_samples += int(batch["input_ids"].shape[0]) * self.world_size
+        self._seen_samples += layout_of(batch).num_rows * self.world_size
 
     def end_epoch(self) -> None:
         self._exhausted = True

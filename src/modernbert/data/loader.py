@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader
 
 from modernbert.data.batching import BatchSchedule
 from modernbert.data.config import BatchSizeWarmup, MLMLoaderConfig
-from modernbert.data.dataset import Batch, PackedMLMDataset
+from modernbert.data.dataset import PackedMLMDataset
+from modernbert.data.flat import Batch, layout_of
 from modernbert.data.masking import MLMMasker
 from modernbert.data.sources import DocumentSource
 from modernbert.data.tokenizer import TokenSpec
@@ -93,21 +94,31 @@ def build_mlm_dataloader(
         num_workers=workers,
         prefetch_factor=cfg.prefetch_factor if workers else None,
         persistent_workers=cfg.persistent_workers and workers > 0,
+        # pinned host tensors let Composer's non_blocking moves overlap with compute
         pin_memory=cfg.pin_memory and torch.cuda.is_available(),
     )
 
 
 def num_samples_in_batch(batch: Batch) -> int:
-    """Rows of a batch (Composer's samples)."""
-    return int(batch["input_ids"].shape[0])
+    """Rows of a batch (Composer's samples), from its host-side layout."""
+    return layout_of(batch).num_rows
 
 
 def num_tokens_in_batch(batch: Batch) -> int:
-    """Real tokens of a batch (padding excluded), for Composer's token counts."""
-    return int(batch["attention_mask"].sum())
+    """Real tokens of a batch (padding does not exist in the flat form), from the host."""
+    return layout_of(batch).num_tokens
+
+
+def composer_token_counts(batch: Batch) -> dict[str, int]:
+    """Composer's ``get_num_tokens_in_batch``: ``total`` is the real tokens (the run's token
+    clock); ``loss_generating`` the masked ones, so that with
+    ``accumulate_train_batch_on_tokens`` microbatch losses are weighted into exactly the
+    whole batch's mean over its masked tokens."""
+    layout = layout_of(batch)
+    return {"total": layout.num_tokens, "loss_generating": layout.num_masked}
 
 
 def packing_efficiency(batch: Batch) -> float:
-    """Fraction of the batch's positions that hold real tokens."""
-    mask = batch["attention_mask"]
-    return float(mask.sum()) / max(mask.numel(), 1)
+    """Fraction of the batch's row slots (rows x max_seq_len) that hold real tokens."""
+    layout = layout_of(batch)
+    return layout.num_tokens / max(layout.num_rows * layout.row_length, 1)
