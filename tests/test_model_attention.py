@@ -87,9 +87,8 @@ def test_auto_is_sdpa_on_cpu():
     assert resolve_backend("auto", torch.device("cpu")).name == "sdpa"
 
 
-@pytest.mark.parametrize("name", ["flex", "flash_attn"])
-def test_gpu_backends_refuse_cpu_clearly(name):
+def test_flash_attn_refuses_cpu_clearly():
     cu = torch.tensor([0, 4], dtype=torch.int32)
     _, varlen = varlen_from_flat(torch.zeros(4, dtype=torch.long), cu)
-    with pytest.raises(ValueError, match=name):
-        resolve_backend(name, torch.device("cpu")).plan(varlen, None)
+    with pytest.raises(ValueError, match="flash_attn"):
+        resolve_backend("flash_attn", torch.device("cpu")).plan(varlen, None)

@@ -119,7 +119,9 @@ def test_local_layers_see_only_their_window():
     local_layers = model.model.layers[1:]  # layers 1 and 2: local, half window 2
     hidden = torch.randn(30, 64, dtype=torch.float64)
     _, varlen = to_varlen(torch.zeros(1, 30, dtype=torch.long))
-    ctx = AttentionContext(varlen, resolve_backend("sdpa", hidden.device), head_dim=16)
+    ctx = AttentionContext(
+        varlen, resolve_backend("sdpa", hidden.device), head_dim=16, dtype=hidden.dtype
+    )
 
     def run(x):
         with torch.no_grad():

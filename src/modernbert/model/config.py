@@ -79,8 +79,9 @@ class ModernBertConfig:
     """Id of [MASK]."""
     attn_backend: str = "sdpa"
     """Attention kernel: 'sdpa' (CPU and GPU), 'flash_attn' (CUDA + flash-attn), 'flex'
-    (CUDA, compiled flex_attention) or 'auto' (flash_attn when installed and on CUDA,
-    else sdpa). All give the same result within float tolerance."""
+    (flex_attention, compiled on CUDA; eager elsewhere, for tests) or 'auto' (flash_attn
+    when installed and on CUDA, else flex on CUDA, else sdpa). All give the same result
+    within float tolerance."""
     sparse_prediction: bool = True
     """With labels, run the MLM head only on labelled positions (saves the vocab matmul)."""
     gradient_checkpointing: bool = False

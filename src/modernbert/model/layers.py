@@ -6,6 +6,8 @@ Submodule and parameter names are those of transformers' ModernBERT (`Wqkv`, `Wo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -24,18 +26,21 @@ class AttentionContext:
     """What every layer of one forward pass shares: the batch layout, the backend, and the
     per-batch work (attention plans, RoPE tables) computed once instead of once per layer."""
 
-    def __init__(self, varlen: Varlen, backend: AttentionBackend, head_dim: int):
+    def __init__(
+        self, varlen: Varlen, backend: AttentionBackend, head_dim: int, dtype: torch.dtype
+    ):
         self.varlen = varlen
         self.backend = backend
         self.head_dim = head_dim
+        self.dtype = dtype
+        """The compute dtype of q and k (the autocast dtype when autocast is on)."""
         self._plans: dict[int | None, object] = {}
-        self._rope: dict[tuple[float, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rope: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def rope(self, theta: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (theta, dtype)
-        if key not in self._rope:
-            self._rope[key] = rope_tables(self.varlen.positions, self.head_dim, theta, dtype)
-        return self._rope[key]
+    def rope(self, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+        if theta not in self._rope:
+            self._rope[theta] = rope_tables(self.varlen.positions, self.head_dim, theta, self.dtype)
+        return self._rope[theta]
 
     def plan(self, half_window: int | None) -> object:
         """The backend's plan for this batch and window, made once per forward."""
@@ -77,16 +82,24 @@ class Attention(nn.Module):
         self.Wo = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
         self.out_drop = nn.Dropout(config.attention_dropout)
 
-    def forward(self, hidden: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+    def project(
+        self, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v `[T, heads, head_dim]` with RoPE applied to q and k."""
         total = hidden.shape[0]
         qkv = self.Wqkv(hidden).view(total, 3, self.num_heads, self.head_dim)
         # unbind rather than slicing: its backward is one stack of dq, dk, dv, no zero-fill.
         q, k, v = qkv.unbind(1)
-        cos, sin = ctx.rope(self.rope_theta, qkv.dtype)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    def output(self, attended: torch.Tensor) -> torch.Tensor:
+        """The output projection of the attention result `[T, heads, head_dim]`."""
+        return self.out_drop(self.Wo(attended.reshape(attended.shape[0], -1)))
+
+    def forward(self, hidden: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+        q, k, v = self.project(hidden, *ctx.rope(self.rope_theta))
         dropout_p = self.dropout_p if self.training else 0.0
-        out = ctx.backend.attend(q, k, v, ctx.plan(self.half_window), dropout_p)
-        return self.out_drop(self.Wo(out.reshape(total, -1)))
+        return self.output(ctx.backend.attend(q, k, v, ctx.plan(self.half_window), dropout_p))
 
     def extra_repr(self) -> str:
         window = "global" if self.half_window is None else f"half_window={self.half_window}"
@@ -109,7 +122,13 @@ class MLP(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """Pre-norm residual block; layer 0 skips the attention norm (the embeddings are normed)."""
+    """Pre-norm residual block; layer 0 skips the attention norm (the embeddings are normed).
+
+    The forward is three steps: `pre_attention` (norm, Wqkv, RoPE) and `post_attention`
+    (Wo, residual, norm, GeGLU, residual) are pure tensor code that `compile_regions` can
+    compile with a dynamic token dimension; the attention call between them takes the
+    per-batch plan (whose objects change every batch) and stays outside compiled code.
+    """
 
     def __init__(self, config: ModernBertConfig, layer_id: int):
         super().__init__()
@@ -117,10 +136,25 @@ class EncoderLayer(nn.Module):
         self.attn = Attention(config, layer_id)
         self.mlp_norm = layer_norm(config)
         self.mlp = MLP(config)
+        self.compiled_regions: tuple[Callable, Callable] | None = None
+        """(pre_attention, post_attention) compiled by `compile_regions`; None runs eager."""
+
+    def pre_attention(
+        self, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.attn.project(self.attn_norm(hidden), cos, sin)
+
+    def post_attention(self, hidden: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        hidden = hidden + self.attn.output(attended)
+        return hidden + self.mlp(self.mlp_norm(hidden))
 
     def forward(self, hidden: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
-        hidden = hidden + self.attn(self.attn_norm(hidden), ctx)
-        return hidden + self.mlp(self.mlp_norm(hidden))
+        attn = self.attn
+        pre, post = self.compiled_regions or (self.pre_attention, self.post_attention)
+        q, k, v = pre(hidden, *ctx.rope(attn.rope_theta))
+        dropout_p = attn.dropout_p if self.training else 0.0
+        attended = ctx.backend.attend(q, k, v, ctx.plan(attn.half_window), dropout_p)
+        return post(hidden, attended)
 
 
 class PredictionHead(nn.Module):

@@ -8,14 +8,16 @@ documents apart; results go back to the caller's layout at the end.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import resolve_backend
+from .compile import compile_token_region
 from .config import IGNORE_INDEX, ModernBertConfig
 from .layers import (
     Attention,
@@ -25,6 +27,7 @@ from .layers import (
     PredictionHead,
     layer_norm,
 )
+from .loss import LOSS_CHUNK_ROWS, chunked_cross_entropy, cross_entropy_sum, labelled_count
 from .varlen import Varlen, to_varlen
 
 
@@ -77,10 +80,17 @@ class ModernBertModel(nn.Module):
             _trunc_normal_(layer.mlp.Wi.weight, std_in, cut)
             _trunc_normal_(layer.mlp.Wo.weight, std_out, cut)
 
+    def compute_dtype(self, device: torch.device) -> torch.dtype:
+        """The dtype the layers compute in: autocast's when it is on, else the weights'."""
+        if torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type):
+            return torch.get_autocast_dtype(device.type)
+        return self.embeddings.tok_embeddings.weight.dtype
+
     def encode(self, input_ids: torch.Tensor, varlen: Varlen) -> torch.Tensor:
         """Final hidden states `[T, hidden]` of flat tokens `[T]` laid out as `varlen` says."""
-        backend = resolve_backend(self.config.attn_backend, input_ids.device)
-        ctx = AttentionContext(varlen, backend, self.config.head_dim)
+        device = input_ids.device
+        backend = resolve_backend(self.config.attn_backend, device)
+        ctx = AttentionContext(varlen, backend, self.config.head_dim, self.compute_dtype(device))
         hidden = self.embeddings(input_ids)
         recompute = self.config.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.layers:
@@ -110,10 +120,11 @@ class ModernBertModel(nn.Module):
 class MaskedLMOutput:
     """`loss`: mean cross-entropy over labelled positions (None without labels).
     `logits`: `[N, vocab]` on the labelled positions with sparse prediction, else the
-    input's shape plus vocab. `labels`: the targets matching `logits` row for row."""
+    input's shape plus vocab; None when a training step with `masked_positions` computed
+    the loss chunk by chunk. `labels`: the targets matching `logits` row for row."""
 
     loss: torch.Tensor | None
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     labels: torch.Tensor | None
 
 
@@ -127,6 +138,10 @@ class ModernBertForMaskedLM(nn.Module):
         self.head = PredictionHead(config)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=config.decoder_bias)
         self.decoder.weight = self.model.embeddings.tok_embeddings.weight
+        self.loss_chunk_rows = LOSS_CHUNK_ROWS
+        """Masked tokens per chunk of the training loss (see model/loss.py)."""
+        self.compiled_head_loss: Callable | None = None
+        """`head_loss_sum` compiled by `compile_regions`; None runs eager."""
         self.reset_parameters(encoder=False)
 
     @torch.no_grad()
@@ -149,11 +164,24 @@ class ModernBertForMaskedLM(nn.Module):
         cu_seqlens: torch.Tensor | None = None,
         max_seqlen: int | None = None,
         labels: torch.Tensor | None = None,
+        seqlens_host: torch.Tensor | None = None,
+        masked_positions: torch.Tensor | None = None,
+        masked_labels: torch.Tensor | None = None,
     ) -> MaskedLMOutput:
+        """Masked-LM outputs for `[B, L]` rows or flat `[T]` tokens (docs/interfaces.md
+        section 4). The training fast path is flat tokens with `seqlens_host` (the document
+        lengths on the CPU) and `masked_positions [N]` / `masked_labels [N]` (the MLM
+        targets): it never reads the device, and in training it returns the loss without
+        logits. `labels` (one per input token, -100 where none) is the older form."""
+        sparse = masked_positions is not None or masked_labels is not None
+        if sparse:
+            _check_masked(input_ids, labels, masked_positions, masked_labels)
         flat_ids, varlen = to_varlen(
-            input_ids, attention_mask, position_ids, cu_seqlens, max_seqlen
+            input_ids, attention_mask, position_ids, cu_seqlens, max_seqlen, seqlens_host
         )
         hidden = self.model.encode(flat_ids, varlen)
+        if sparse:
+            return self._masked_output(hidden.index_select(0, masked_positions), masked_labels)
         if labels is None:
             return MaskedLMOutput(None, varlen.repad(self._logits(hidden)), None)
         if tuple(labels.shape) != tuple(input_ids.shape):
@@ -170,13 +198,67 @@ class ModernBertForMaskedLM(nn.Module):
         loss = self._loss(logits, flat_labels)
         return MaskedLMOutput(loss, varlen.repad(logits), labels)
 
+    def _masked_output(self, selected: torch.Tensor, targets: torch.Tensor) -> MaskedLMOutput:
+        """Training: the chunked loss only. Eval (or no grad): logits for the metrics too."""
+        if self.training and torch.is_grad_enabled():
+            region = self.compiled_head_loss or self.head_loss_sum
+            loss = chunked_cross_entropy(region, selected, targets, self.loss_chunk_rows)
+            return MaskedLMOutput(loss, None, targets)
+        logits = self._logits(selected)
+        return MaskedLMOutput(self._loss(logits, targets), logits, targets)
+
+    def head_loss_sum(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Summed fp32 cross-entropy of the head + decoder on `hidden` rows: one loss chunk,
+        and the region `compile_regions` compiles for the head + loss."""
+        return cross_entropy_sum(self._logits(hidden), targets)
+
+    def compile_regions(self, **compile_kwargs: Any) -> ModernBertForMaskedLM:
+        """`torch.compile` each encoder layer's pre- and post-attention code and the head +
+        loss chunk, with the token dimension dynamic (`compile_kwargs` go to torch.compile).
+
+        The attention call stays eager between the regions: its plan objects change with
+        every batch and would otherwise cost a graph break or a recompile per batch (flex
+        compiles its own kernel). Layers share compiled code, so a region compiles about
+        once for the whole model. Returns the model."""
+        for layer in self.model.layers:
+            layer.compiled_regions = (
+                compile_token_region(layer.pre_attention, **compile_kwargs),
+                compile_token_region(layer.post_attention, **compile_kwargs),
+            )
+        self.compiled_head_loss = compile_token_region(self.head_loss_sum, **compile_kwargs)
+        return self
+
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.head(hidden))
 
     @staticmethod
     def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over labelled rows; 0 (not NaN) when a batch has none."""
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32
-        total = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
-        count = (targets != IGNORE_INDEX).sum().clamp(min=1)
-        return total / count
+        return cross_entropy_sum(logits, targets) / labelled_count(targets)
+
+
+def _check_masked(
+    input_ids: torch.Tensor,
+    labels: torch.Tensor | None,
+    positions: torch.Tensor | None,
+    targets: torch.Tensor | None,
+) -> None:
+    """Shape checks of the sparse-target inputs (shapes only: nothing read from the device)."""
+    if positions is None or targets is None:
+        raise ValueError("masked_positions and masked_labels go together: pass both or neither")
+    if labels is not None:
+        raise ValueError("pass either labels or masked_positions/masked_labels, not both")
+    if input_ids.dim() != 1:
+        raise ValueError(
+            f"masked_positions index flat [T] input_ids, got shape {tuple(input_ids.shape)}"
+        )
+    if positions.dim() != 1 or tuple(positions.shape) != tuple(targets.shape):
+        raise ValueError(
+            f"masked_positions {tuple(positions.shape)} and masked_labels "
+            f"{tuple(targets.shape)} must both be [N]"
+        )
+    if positions.dtype != torch.long or targets.dtype != torch.long:
+        raise ValueError(
+            f"masked_positions and masked_labels must be int64, got {positions.dtype} "
+            f"and {targets.dtype}"
+        )

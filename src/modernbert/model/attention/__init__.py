@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import torch
@@ -20,12 +21,27 @@ BACKEND_NAMES: tuple[str, ...] = (*ATTENTION_BACKENDS, "auto")
 """Valid values of `ModernBertConfig.attn_backend`."""
 
 _instances: dict[str, AttentionBackend] = {}
+_auto_logged: set[tuple[str, str]] = set()
+log = logging.getLogger(__name__)
+
+
+def auto_backend_name(device: torch.device) -> str:
+    """The fastest backend available on `device`: flash_attn on CUDA when installed (varlen
+    kernels, no padding), else compiled flex on CUDA (one block-masked call per layer), else
+    sdpa (the regrouping measured fastest on CPU)."""
+    if device.type == "cuda":
+        return "flash_attn" if flash_attn_available() else "flex"
+    return "sdpa"
 
 
 def resolve_backend(name: str, device: torch.device) -> AttentionBackend:
-    """The backend called `name`; `auto` is flash_attn on CUDA when installed, else sdpa."""
+    """The backend called `name`; `auto` picks by device (see `auto_backend_name`) and logs
+    its pick once per device type."""
     if name == "auto":
-        name = "flash_attn" if device.type == "cuda" and flash_attn_available() else "sdpa"
+        name = auto_backend_name(device)
+        if (device.type, name) not in _auto_logged:
+            _auto_logged.add((device.type, name))
+            log.info("attn_backend 'auto' picked %r on %s", name, device.type)
     if name not in ATTENTION_BACKENDS:
         raise ValueError(f"unknown attn_backend {name!r}; valid: {', '.join(BACKEND_NAMES)}")
     if name not in _instances:
@@ -40,6 +56,7 @@ __all__ = [
     "FlashAttnBackend",
     "FlexBackend",
     "SdpaBackend",
+    "auto_backend_name",
     "flash_attn_available",
     "resolve_backend",
 ]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..varlen import Varlen
+from ..varlen import Varlen, document_ids, host_to_device
 
 
 def band_mask(length: int, half_window: int, device: torch.device) -> torch.Tensor:
@@ -183,70 +183,91 @@ def uniform_plan(varlen: Varlen, half_window: int | None) -> UniformPlan | None:
     if any(n != length for n in seqlens):
         return None
     windowed = half_window is not None and length - 1 > half_window
-    mask = band_mask(length, half_window, varlen.cu_seqlens.device) if windowed else None
+    mask = None
+    if windowed:
+        mask = host_to_device(band_mask(length, half_window, torch.device("cpu")), _device(varlen))
     return UniformPlan(num_docs=len(seqlens), mask=MaskCache(mask))
 
 
+def _device(varlen: Varlen) -> torch.device:
+    return varlen.cu_seqlens.device
+
+
 def bucket_plan(varlen: Varlen, half_window: int | None, min_fill: float) -> BucketPlan:
-    """Regroup documents of similar length into padded `[n, L]` batches."""
-    device = varlen.cu_seqlens.device
+    """Regroup documents of similar length into padded `[n, L]` batches.
+
+    Built on the host from the document lengths, then copied to the device: no sync."""
     seqlens = varlen.seqlens
-    starts = varlen.cu_seqlens[:-1].long()
-    lengths = torch.diff(varlen.cu_seqlens).long()
-    scatter = torch.empty(varlen.num_tokens, dtype=torch.long, device=device)
+    doc_starts = [0]
+    for n in seqlens[:-1]:
+        doc_starts.append(doc_starts[-1] + n)
+    starts, lengths = torch.tensor(doc_starts), torch.tensor(seqlens)
+    # Slot of a document's first token minus its flat offset, per document.
+    shift = [0] * len(seqlens)
     buckets, gathers, paddings = [], [], []
     offset = 0
     for docs in bucket_documents(seqlens, min_fill):
         length = seqlens[docs[0]]
-        doc_idx = torch.tensor(docs, device=device)
+        for row, doc in enumerate(docs):
+            shift[doc] = offset + row * length - doc_starts[doc]
+        doc_idx = torch.tensor(docs)
         doc_start, doc_len = starts[doc_idx, None], lengths[doc_idx, None]
-        pos = torch.arange(length, device=device)[None, :]
+        pos = torch.arange(length)[None, :]
         valid = pos < doc_len
         # Padding slots repeat the document's last token: a valid index, masked as a key.
         gather = doc_start + torch.minimum(pos, doc_len - 1)
-        rows = offset + torch.arange(len(docs), device=device)[:, None] * length + pos
-        scatter[gather[valid]] = rows[valid]
         offset += len(docs) * length
         gathers.append(gather.reshape(-1))
         paddings.append(~valid.reshape(-1))
 
         # Key padding only: every query still sees its document's own tokens.
-        mask = None if bool(valid.all()) else valid[:, None, None, :]
+        padded = any(seqlens[doc] != length for doc in docs)
+        mask = valid[:, None, None, :] if padded else None
         if half_window is not None and length - 1 > half_window:
-            band = band_mask(length, half_window, device)[None, None]
+            band = band_mask(length, half_window, torch.device("cpu"))[None, None]
             if mask is not None:
                 # A padding query far past its document's end would see no key at all.
                 band = (band & mask) | ~valid[:, None, :, None]
             mask = band
-        buckets.append(Bucket(gather=gather, mask=MaskCache(mask)))
+        device = _device(varlen)
+        mask = None if mask is None else host_to_device(mask, device)
+        buckets.append(Bucket(gather=host_to_device(gather, device), mask=MaskCache(mask)))
+    total = varlen.num_tokens
+    scatter = torch.arange(total) + torch.repeat_interleave(
+        torch.tensor(shift), lengths, output_size=total
+    )
+    device = _device(varlen)
     return BucketPlan(
-        buckets=buckets, gather=torch.cat(gathers), scatter=scatter, padding=torch.cat(paddings)
+        buckets=buckets,
+        gather=host_to_device(torch.cat(gathers), device),
+        scatter=host_to_device(scatter, device),
+        padding=host_to_device(torch.cat(paddings), device),
     )
 
 
 def block_plan(varlen: Varlen, half_window: int, block: int) -> BlockPlan:
-    """Blocked local attention over the flat token stream (documents kept apart by the mask)."""
-    device = varlen.cu_seqlens.device
+    """Blocked local attention over the flat token stream (documents kept apart by the mask).
+
+    The mask is built on the host from the document lengths, then copied: no sync."""
     total = varlen.num_tokens
     num_blocks = -(-total // block)
     padded = num_blocks * block
     span = block + 2 * half_window
-    doc = torch.repeat_interleave(
-        torch.arange(varlen.num_docs, device=device), torch.diff(varlen.cu_seqlens).long()
-    )
+    doc = document_ids(varlen.seqlens, total)
     # Out-of-range keys get id -1, padding queries -2: they match nothing.
     q_doc = F.pad(doc, (0, padded - total), value=-2).view(num_blocks, block)
     k_doc = F.pad(doc, (half_window, padded - total + half_window), value=-1)
     k_doc = k_doc.unfold(0, span, block)
     same_doc = q_doc[:, :, None] == k_doc[:, None, :]
     # Query a of a block sits at key offset a + half_window of its span.
-    offset = (
-        torch.arange(span, device=device)[None, :] - torch.arange(block, device=device)[:, None]
-    )
+    offset = torch.arange(span)[None, :] - torch.arange(block)[:, None]
     in_band = (offset >= 0) & (offset <= 2 * half_window)
     mask = (same_doc & in_band) | (q_doc < 0)[:, :, None]
     return BlockPlan(
-        block=block, half_window=half_window, num_blocks=num_blocks, mask=MaskCache(mask[:, None])
+        block=block,
+        half_window=half_window,
+        num_blocks=num_blocks,
+        mask=MaskCache(host_to_device(mask[:, None], _device(varlen))),
     )
 
 
