@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from modernbert.data.flat import FlatBatchBuilder
 from modernbert.model import ModernBertConfig, ModernBertForMaskedLM
-from modernbert.train.composer_model import ComposerMLM, MaskedAccuracy, MaskedCrossEntropy
+from modernbert.train.composer_model import (
+    PADDED_INPUT_KEYS,
+    ComposerMLM,
+    MaskedAccuracy,
+    MaskedCrossEntropy,
+)
 
 CONFIG = ModernBertConfig(
     vocab_size=128,
@@ -101,13 +108,73 @@ def test_metrics_accumulate_token_weighted_across_batches():
     assert float(acc.compute()) == 1.0
 
 
-def test_eval_forward_reuses_training_outputs_and_train_eval_metrics_are_separate():
+def test_eval_forward_reuses_training_outputs_and_no_train_metrics():
     model = ComposerMLM(ModernBertForMaskedLM(CONFIG))
     sentinel = object()
     assert model.eval_forward(_batch(), sentinel) is sentinel
     train, evaluation = model.get_metrics(is_train=True), model.get_metrics(is_train=False)
-    assert set(train) == set(evaluation) == {"MaskedAccuracy", "MaskedCrossEntropy"}
-    assert all(train[k] is not evaluation[k] for k in train)
+    assert train == {}  # the training forward has no logits; the loss is logged anyway
+    assert set(evaluation) == {"MaskedAccuracy", "MaskedCrossEntropy"}
+
+
+def _flat(batch: dict[str, torch.Tensor]) -> dict:
+    """The same rows as a flat batch, as the loader builds it (data/flat.py)."""
+    builder = FlatBatchBuilder(batch["input_ids"].shape[1])
+    for ids, mask, pos, labels in zip(
+        *(batch[k] for k in PADDED_INPUT_KEYS[:2]), batch["position_ids"], batch["labels"]
+    ):
+        n = int(mask.sum())
+        starts = [*(pos[:n] == 0).nonzero().flatten().tolist(), n]
+        seqlens = np.diff(starts)
+        builder.add_row(ids[:n].numpy(), seqlens, labels[:n].numpy())
+    return builder.build()
+
+
+def test_flat_batch_gives_the_padded_batch_metrics_and_loss():
+    torch.manual_seed(0)
+    model = ComposerMLM(ModernBertForMaskedLM(CONFIG)).eval()
+    padded, flat = _batch(), _flat(_batch())
+    assert int(flat["layout"].num_docs) == 3
+    with torch.no_grad():
+        assert _metric_values(model, flat) == pytest.approx(_metric_values(model, padded), abs=1e-5)
+        assert float(model.loss(model(flat), flat)) == pytest.approx(
+            float(model.loss(model(padded), padded)), abs=1e-5
+        )
+    model.train()
+    loss = model.loss(model(flat), flat)  # training: chunked loss, no logits needed
+    loss.backward()
+    assert float(loss) == pytest.approx(float(model.loss(model(padded), padded)), abs=1e-5)
+    with pytest.raises(ValueError, match="no logits"):
+        model.update_metric(flat, model(flat), MaskedAccuracy())
+
+
+SYNC_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "item", "is_nonzero")
+
+
+def test_metric_updates_make_no_device_sync():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Syncs(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            bool_index = name == "index" and any(
+                isinstance(t, torch.Tensor) and t.dtype == torch.bool
+                for t in args[1]
+                if t is not None
+            )
+            if name in SYNC_OPS or bool_index:
+                self.seen.append(name)
+            return func(*args, **(kwargs or {}))
+
+    logits, labels = torch.randn(6, 10), torch.tensor([1, -100, 3, 4, -100, 0])
+    with Syncs() as mode:
+        for metric in (MaskedAccuracy(), MaskedCrossEntropy()):
+            metric.update(logits, labels)
+    assert mode.seen == []
 
 
 def test_batch_without_labels_is_refused():

@@ -1,8 +1,9 @@
 """The Composer face of the bare model: batch dict in, sparse MLM loss and metrics out.
 
-Hugging Face free: it wraps ``modernbert.model.ModernBertForMaskedLM`` directly. Metrics are
-computed on masked positions only (labels != -100) and reuse the training forward's outputs,
-so train metrics cost no second forward pass.
+Hugging Face free: it wraps ``modernbert.model.ModernBertForMaskedLM`` directly. The loader's
+flat batches (data/flat.py) reach the model as exactly its fast-path keyword arguments, so a
+training step reads nothing back from the device. Metrics are computed on masked positions
+only, without device syncs, from the eval forward's ``[N, vocab]`` logits.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from composer.models import ComposerModel
 from torch import nn
 from torchmetrics import Metric
 
+from modernbert.data.flat import LAYOUT_KEY, model_inputs
 from modernbert.model.layers import EncoderLayer
 
 IGNORE_INDEX = -100
-MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "position_ids", "labels")
+# The `[B, L]` form (padded rows, e.g. hand-made batches); loader batches are flat.
+PADDED_INPUT_KEYS = ("input_ids", "attention_mask", "position_ids", "labels")
 
 
 class MaskedAccuracy(Metric):
@@ -32,8 +35,8 @@ class MaskedAccuracy(Metric):
         self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        keep = labels != IGNORE_INDEX
-        self.correct += (logits.argmax(-1)[keep] == labels[keep]).sum().float()
+        keep = labels != IGNORE_INDEX  # counted with masks, not indexed: no device sync
+        self.correct += ((logits.argmax(-1) == labels) & keep).sum().float()
         self.total += keep.sum().float()
 
     def compute(self) -> torch.Tensor:
@@ -51,12 +54,10 @@ class MaskedCrossEntropy(Metric):
         self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        keep = labels != IGNORE_INDEX
-        if keep.any():
-            self.sum_loss += F.cross_entropy(
-                logits[keep].float(), labels[keep], reduction="sum"
-            ).detach()
-        self.total += keep.sum().float()
+        self.sum_loss += F.cross_entropy(
+            logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum"
+        ).detach()
+        self.total += (labels != IGNORE_INDEX).sum().float()
 
     def compute(self) -> torch.Tensor:
         return self.sum_loss / self.total.clamp(min=1)
@@ -83,24 +84,28 @@ class ComposerMLM(ComposerModel):
         # the decoder tied to them stay together in the root unit.
         model.fsdp_wrap_fn = _is_encoder_layer
         model.activation_checkpointing_fn = _is_encoder_layer
-        self.train_metrics = {name: cls() for name, cls in METRICS.items()}
+        # No training metrics: the training forward computes its loss chunk by chunk without
+        # logits (and metrics would cost a device read per step); the loss is logged anyway.
+        self.train_metrics: dict[str, Metric] = {}
         self.eval_metrics = {name: cls() for name, cls in METRICS.items()}
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> Any:
+    def forward(self, batch: dict[str, Any]) -> Any:
+        if LAYOUT_KEY in batch:
+            return self.model(**model_inputs(batch))
         missing = [k for k in ("input_ids", "labels") if k not in batch]
         if missing:
             raise ValueError(f"batch lacks {missing}; got keys {sorted(batch)}")
-        return self.model(**{k: batch[k] for k in MODEL_INPUT_KEYS if k in batch})
+        return self.model(**{k: batch[k] for k in PADDED_INPUT_KEYS if k in batch})
 
-    def loss(self, outputs: Any, batch: dict[str, torch.Tensor], *args: Any, **kwargs: Any) -> Any:
+    def loss(self, outputs: Any, batch: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         if outputs.loss is None:
             raise ValueError("the model returned no loss: the batch must carry labels")
         return outputs.loss
 
-    def eval_forward(self, batch: dict[str, torch.Tensor], outputs: Any | None = None) -> Any:
+    def eval_forward(self, batch: dict[str, Any], outputs: Any | None = None) -> Any:
         return outputs if outputs is not None else self.forward(batch)
 
-    def update_metric(self, batch: dict[str, torch.Tensor], outputs: Any, metric: Metric) -> None:
+    def update_metric(self, batch: dict[str, Any], outputs: Any, metric: Metric) -> None:
         logits, labels = masked_logits_and_labels(outputs, batch)
         metric.update(logits.detach(), labels)
 
@@ -113,14 +118,19 @@ def _is_encoder_layer(module: nn.Module) -> bool:
 
 
 def masked_logits_and_labels(
-    outputs: Any, batch: dict[str, torch.Tensor]
+    outputs: Any, batch: dict[str, Any]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``[N, vocab]`` logits and ``[N]`` labels whatever the head returned.
 
-    With sparse prediction the model already returns the masked rows and their labels;
-    otherwise logits cover every position and are flattened against the batch labels.
+    With sparse prediction the model returns the masked rows and their labels; otherwise
+    logits cover every position and are flattened against the batch labels.
     """
     logits = outputs.logits
+    if logits is None:
+        raise ValueError(
+            "the model returned no logits (a training forward computes its loss chunk by chunk "
+            "without them): metrics need an eval forward"
+        )
     labels = getattr(outputs, "labels", None)
     if labels is None or labels.shape[0] != logits.shape[0]:
         labels = batch["labels"]
