@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from composer import Trainer
 from composer.core import Callback, DataSpec, Evaluator
-from composer.utils import reproducibility
+from composer.utils import dist, reproducibility
 
-from modernbert.data.loader import build_mlm_dataloader, num_samples_in_batch, num_tokens_in_batch
+from modernbert.data.flat import split_flat_batch
+from modernbert.data.loader import build_mlm_dataloader, composer_token_counts, num_samples_in_batch
 from modernbert.data.tokenizer import TokenSpec, load_tokenizer
 from modernbert.model import ModernBertConfig, ModernBertForMaskedLM
 from modernbert.train.callbacks import build_callbacks
@@ -33,9 +34,6 @@ from modernbert.train.shard_grads import ShardGradientAverage
 from modernbert.train.validate import check_tokenizer_vocab
 
 EVAL_LABEL = "eval"
-# Batch-size warmup and the last eval batch are smaller than the microbatch on purpose;
-# Composer warns about it on every such batch.
-warnings.filterwarnings("ignore", message="Cannot split tensor of length", category=UserWarning)
 # The `console` logger is a ConsoleLogger built with the recipe's interval; Composer warns that
 # its own console arguments (which the recipe does not use) would then be ignored.
 warnings.filterwarnings("ignore", message="Specifying the ConsoleLogger via `loggers`")
@@ -140,10 +138,13 @@ def _world_size() -> int:
 
 
 def _data_spec(loader: Any) -> DataSpec:
+    """Rows are samples, real tokens the token clock, masked tokens weight the microbatch
+    losses; all three and the microbatch split come from the batch's host-side layout."""
     return DataSpec(
         loader,
         get_num_samples_in_batch=num_samples_in_batch,
-        get_num_tokens_in_batch=num_tokens_in_batch,
+        get_num_tokens_in_batch=composer_token_counts,
+        split_batch=split_flat_batch,
     )
 
 
@@ -163,17 +164,59 @@ def microbatch_size_for(cfg: TrainConfig) -> int:
     return int(micro)
 
 
+def sharded(cfg: TrainConfig) -> bool:
+    """Whether the model is wrapped in FSDP/FSDP2: only with more than one rank. On one rank
+    sharding saves nothing and costs a gather/free per layer and a flat-parameter copy."""
+    return cfg.parallelism.strategy in ("fsdp", "fsdp2") and _world_size() > 1
+
+
+def parallelism_config_for(cfg: TrainConfig) -> dict[str, Any] | None:
+    """Composer's ``parallelism_config``: the recipe's FSDP settings when sharded, else None
+    (DDP from two ranks, which Composer applies by itself; no wrapper on one rank)."""
+    if cfg.parallelism.strategy != "ddp" and not sharded(cfg):
+        print(
+            f"parallelism: one rank, so no {cfg.parallelism.strategy} wrapper (the model runs "
+            "unwrapped; the strategy applies from two ranks on)",
+            flush=True,
+        )
+    return cfg.parallelism.composer_config() if sharded(cfg) else None
+
+
 def internal_callbacks(cfg: TrainConfig) -> list[Callback]:
     """Callbacks the run needs whatever the recipe says; they run before the recipe's own
     (the FSDP2 gradient fix must come before clipping and the gradient-norm metric)."""
-    return [ShardGradientAverage()] if cfg.parallelism.strategy == "fsdp2" else []
+    return [ShardGradientAverage()] if sharded(cfg) and cfg.parallelism.strategy == "fsdp2" else []
 
 
 def compile_config_for(cfg: TrainConfig) -> dict[str, Any] | None:
-    """Composer's ``compile_config`` (``torch.compile`` kwargs), None when not compiling."""
+    """``torch.compile`` kwargs for the model's regions, None when not compiling."""
     if not cfg.compile:
         return None
     return (cfg.compile_options or CompileOptions()).to_torch()
+
+
+def compile_model(model: ComposerMLM, cfg: TrainConfig) -> None:
+    """``compile: true``: compile the model's regions (each encoder layer around its attention
+    call, the head + loss) with a dynamic token dimension, instead of Composer compiling the
+    whole model, which would break its graph at every attention plan and recompile whenever
+    the batch's document layout changes."""
+    options = compile_config_for(cfg)
+    if options is not None:
+        model.model.compile_regions(**options)
+        print(f"compile: model regions compiled with {options}", flush=True)
+
+
+class MLMTrainer(Trainer):
+    """Composer's Trainer without its per-step device read of the sample and token counts on
+    one rank: they are host integers already (the batch's layout), and the all-reduce that
+    needs them on the device has nothing to reduce there."""
+
+    def _accumulate_time_across_ranks(
+        self, num_samples: int | float, num_tokens: int, batch_time: Any
+    ) -> tuple[int, int, Any]:
+        if dist.get_world_size() == 1:
+            return int(num_samples), int(num_tokens), batch_time
+        return super()._accumulate_time_across_ranks(num_samples, num_tokens, batch_time)
 
 
 def build_trainer(cfg: TrainConfig) -> Trainer:
@@ -181,10 +224,11 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     tokenizer = load_tokenizer(cfg.tokenizer)
     tokens = TokenSpec.from_tokenizer(tokenizer)
     model = build_model(cfg, tokens)
+    compile_model(model, cfg)
     train_spec, evaluator = build_dataloaders(cfg, tokens)
     record = RunRecord(model.model.config, cfg.tokenizer, cfg.save_folder, recipe_to_dict(cfg))
     loggers = build_loggers(cfg)
-    return Trainer(
+    return MLMTrainer(
         run_name=cfg.run_name,
         seed=cfg.seed,
         model=model,
@@ -200,8 +244,10 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         progress_bar=not any(name == "console" for name in cfg.loggers),
         precision=precision_for(cfg),
         device_train_microbatch_size=microbatch_size_for(cfg),
-        parallelism_config=cfg.parallelism.composer_config(),
-        compile_config=compile_config_for(cfg),
+        # microbatch losses weighted by their masked tokens: the step's loss and gradient are
+        # the whole batch's mean over its masked tokens, whatever the microbatch size
+        accumulate_train_batch_on_tokens=True,
+        parallelism_config=parallelism_config_for(cfg),
         save_folder=cfg.save_folder,
         save_interval=cfg.save_interval,
         save_num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep,
