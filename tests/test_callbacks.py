@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 
+import numpy as np
 import pytest
 import torch
 from composer.callbacks import LRMonitor
@@ -12,11 +13,14 @@ from composer.core import State, Timestamp
 from composer.devices import DeviceCPU
 from composer.loggers import ConsoleLogger, InMemoryLogger, Logger
 
+from modernbert.bench.flops import step_flops
 from modernbert.data.config import MLMLoaderConfig, StreamConfig
-from modernbert.model import ModernBertConfig, ModernBertForMaskedLM
+from modernbert.data.flat import FlatBatchBuilder
+from modernbert.model import ModernBertConfig
 from modernbert.train import loggers as loggers_module
 from modernbert.train.callbacks import (
     CALLBACKS,
+    GradNormConfig,
     GradNormMonitor,
     NoOptions,
     PackingEfficiency,
@@ -24,7 +28,6 @@ from modernbert.train.callbacks import (
     SpeedMonitorConfig,
     build_callbacks,
     detect_peak_flops,
-    flops_per_token,
 )
 from modernbert.train.config import TrainConfig
 from modernbert.train.loggers import ConsoleConfig, JsonlConfig, JsonlLogger, build_loggers
@@ -80,33 +83,20 @@ def at(state: State, batch: int, seconds: float = 0.0, tokens: int = 0) -> None:
     )
 
 
-def mask(rows: int, length: int, real: list[int]) -> dict[str, torch.Tensor]:
-    m = torch.zeros(rows, length, dtype=torch.long)
-    for r, n in enumerate(real):
-        m[r, :n] = 1
-    return {"attention_mask": m, "input_ids": torch.zeros_like(m)}
+def mask(rows: int, length: int, real: list[int], masked: int = 0) -> dict:
+    """A flat batch of `rows` rows of `length` slots, row r one document of real[r] tokens,
+    the first `masked` tokens of each row labelled."""
+    assert len(real) == rows
+    builder = FlatBatchBuilder(length)
+    for n in real:
+        labels = np.full(n, -100)
+        labels[:masked] = 7
+        builder.add_row(np.full(n, 9), np.array([n]), labels)
+    return builder.build()
 
 
 def last(memory: InMemoryLogger, key: str) -> float:
     return memory.data[key][-1][1]
-
-
-def test_flops_per_token_by_hand():
-    d, f, layers, v = 64, 96, 2, 128
-    matmul = 6 * layers * (4 * d * d + 3 * d * f)
-    # layer 0 is global (128 keys), layer 1 local (16-token window)
-    attention = 12 * d * 128 + 12 * d * 16
-    head = 6 * 0.3 * (d * d + d * v)
-    assert flops_per_token(TINY, 128, head_fraction=0.3) == pytest.approx(matmul + attention + head)
-    # rows shorter than the window: local layers see the whole row, like global ones
-    assert flops_per_token(TINY, 8, 0.0) == pytest.approx(matmul + 2 * 12 * d * 8)
-
-
-def test_flops_matmul_term_counts_the_encoder_weights():
-    model = ModernBertForMaskedLM(TINY)
-    encoder = sum(p.numel() for p in model.model.layers.parameters() if p.ndim == 2)
-    one_key_attention = 2 * 12 * TINY.hidden_size
-    assert flops_per_token(TINY, 1, 0.0) - one_key_attention == pytest.approx(6 * encoder)
 
 
 def test_peak_flops_none_on_cpu_or_fp32():
@@ -139,32 +129,36 @@ def test_callbacks_on_gpu_tensors():
     model = torch.nn.Linear(4, 4, bias=False).cuda()
     model.weight.grad = torch.full((4, 4), 0.5, device="cuda")  # norm 2
     state, memory, logger = make_state(model)
-    GradNormMonitor(max_norm=1.0).after_train_batch(state, logger)
+    GradNormMonitor(max_norm=1.0, interval=1).after_train_batch(state, logger)
     assert last(memory, "grad_norm/total") == pytest.approx(2.0)
     assert model.weight.grad.norm().item() == pytest.approx(1.0, rel=1e-4)
-    state.batch = {k: v.cuda() for k, v in mask(2, 4, [4, 2]).items()}
+    state.batch = {k: v.cuda() if torch.is_tensor(v) else v for k, v in mask(2, 4, [4, 2]).items()}
     PackingEfficiency().before_train_batch(state, logger)
     assert last(memory, "data/packing_efficiency") == pytest.approx(0.75)
 
 
 def test_speed_monitor_counts_real_tokens_only():
     state, memory, logger = make_state()
-    speed = SpeedMonitor(window_size=2, flops_per_token=100.0, peak_flops=1000.0)
+    speed = SpeedMonitor(window_size=2, model=TINY, peak_flops=1e9)
     state.batch = mask(2, 8, [5, 5])  # 10 real tokens out of 16 slots
     at(state, 1, seconds=1.0)
     speed.batch_end(state, logger)
     assert "throughput/tokens_per_sec" not in memory.data  # needs two points in time
-    state.batch = mask(2, 8, [8, 2])  # 10 real
+    state.batch = mask(2, 8, [8, 2], masked=1)  # 10 real, 2 masked
     at(state, 2, seconds=2.0)
     speed.batch_end(state, logger)
     assert last(memory, "throughput/tokens_per_sec") == pytest.approx(10.0)
     assert last(memory, "throughput/samples_per_sec") == pytest.approx(2.0)
-    assert last(memory, "throughput/mfu") == pytest.approx(10.0 * 100 / 1000)
+    # MFU: the model FLOPs of that batch (documents of 8 and 2 tokens, 2 masked) per second
+    flops = step_flops(TINY, [8, 2], 2, "train")
+    assert last(memory, "throughput/mfu") == pytest.approx(flops / 1.0 / 1e9)
     state.batch = mask(2, 8, [8, 8])  # 16 real
     at(state, 3, seconds=4.0)
     speed.batch_end(state, logger)
     assert last(memory, "throughput/tokens_per_sec") == pytest.approx((10 + 16) / 3.0)
     assert last(memory, "throughput/batches_per_sec") == pytest.approx(2 / 3.0)
+    flops += step_flops(TINY, [8, 8], 0, "train")
+    assert last(memory, "throughput/mfu") == pytest.approx(flops / 3.0 / 1e9)
     state.batch = mask(2, 8, [1, 1])
     at(state, 4, seconds=5.0)
     speed.batch_end(state, logger)  # window of 2 batches: the first one has dropped out
@@ -173,7 +167,7 @@ def test_speed_monitor_counts_real_tokens_only():
 
 def test_speed_monitor_without_peak_logs_no_mfu():
     state, memory, logger = make_state()
-    speed = SpeedMonitor(window_size=1, flops_per_token=100.0, peak_flops=None)
+    speed = SpeedMonitor(window_size=1, model=TINY, peak_flops=None)
     for batch in (1, 2):
         state.batch = mask(1, 4, [4])
         at(state, batch, seconds=float(batch))
@@ -201,7 +195,7 @@ def model_with_grads() -> torch.nn.Module:
 def test_grad_norm_logged_before_clipping_and_clips():
     model = model_with_grads()
     state, memory, logger = make_state(model)
-    GradNormMonitor(max_norm=1.0).after_train_batch(state, logger)
+    GradNormMonitor(max_norm=1.0, interval=1).after_train_batch(state, logger)
     assert last(memory, "grad_norm/total") == pytest.approx(14**0.5)
     assert last(memory, "grad_norm/clipped") == 1.0
     clipped = torch.cat([p.grad.flatten() for p in model.parameters()]).norm()
@@ -211,13 +205,34 @@ def test_grad_norm_logged_before_clipping_and_clips():
 def test_grad_norm_without_clipping_leaves_gradients():
     model = model_with_grads()
     state, memory, logger = make_state(model)
-    GradNormMonitor(max_norm=None).after_train_batch(state, logger)
+    GradNormMonitor(max_norm=None, interval=1).after_train_batch(state, logger)
     assert last(memory, "grad_norm/total") == pytest.approx(14**0.5)
     assert "grad_norm/clipped" not in memory.data
     assert torch.equal(model[1].weight.grad, torch.full((1, 2), 2.0))
-    GradNormMonitor(max_norm=10.0).after_train_batch(state, logger)  # under the limit
+    GradNormMonitor(max_norm=10.0, interval=1).after_train_batch(state, logger)  # under limit
     assert last(memory, "grad_norm/clipped") == 0.0
     assert torch.equal(model[1].weight.grad, torch.full((1, 2), 2.0))
+
+
+def test_grad_norm_reads_the_device_at_its_interval_only():
+    model = model_with_grads()
+    state, memory, logger = make_state(model)
+    monitor = GradNormMonitor(max_norm=3.0, interval=3)
+    for batch, scale in enumerate([1.0, 0.1, 1.0, 0.1]):  # norms sqrt(14) ~ 3.74 or 0.37
+        for p in model.parameters():
+            p.grad = torch.ones_like(p) * scale * (2.0 if p.shape == (1, 2) else 1.0)
+        at(state, batch)
+        monitor.after_train_batch(state, logger)
+        logged = len(memory.data.get("grad_norm/total", []))
+        assert logged == (1 if batch >= 2 else 0)  # logged after the 3rd step only
+    assert last(memory, "grad_norm/total") == pytest.approx(14**0.5)  # the 3rd step's
+    assert last(memory, "grad_norm/max") == pytest.approx(14**0.5)
+    assert last(memory, "grad_norm/clipped") == pytest.approx(2 / 3)
+    assert len(monitor.pending) == 1  # the 4th waits for the next interval or the fit's end
+    monitor.fit_end(state, logger)
+    assert last(memory, "grad_norm/total") == pytest.approx(0.1 * 14**0.5)
+    with pytest.raises(ValueError, match="interval"):
+        GradNormMonitor(max_norm=None, interval=0)
 
 
 def test_build_callbacks_from_recipe():
@@ -237,9 +252,8 @@ def test_build_callbacks_from_recipe():
         expected.append(pytest.importorskip("composer.callbacks").MemoryMonitor)
     assert kinds == [*expected, GradNormMonitor]  # grad_norm added: it does the clipping
     speed = built[0]
-    assert speed.peak_flops == 1e12
-    assert speed.flops_per_token == pytest.approx(flops_per_token(TINY, 128, 0.3))
-    assert built[-1].max_norm == 0.5
+    assert speed.peak_flops == 1e12 and speed.model is TINY
+    assert built[-1].max_norm == 0.5 and built[-1].interval == GradNormConfig().interval
     assert build_callbacks(recipe()) == []
     assert set(CALLBACKS) == {
         "speed_monitor",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +13,14 @@ from composer.core import DataSpec
 from composer.models import ComposerModel
 
 from modernbert.data.config import MLMLoaderConfig, StreamConfig
-from modernbert.train.callbacks import NoOptions, SpeedMonitorConfig, build_callbacks
+from modernbert.data.flat import FlatBatchBuilder, split_flat_batch
+from modernbert.data.loader import num_samples_in_batch, num_tokens_in_batch
+from modernbert.train.callbacks import (
+    GradNormConfig,
+    NoOptions,
+    SpeedMonitorConfig,
+    build_callbacks,
+)
 from modernbert.train.config import TrainConfig
 from modernbert.train.loggers import JsonlConfig, WandBConfig, build_loggers
 from modernbert.train.optim import OptimizerConfig, build_optimizer
@@ -23,7 +31,7 @@ REAL = [8, 6, 4, 6]  # real tokens per row: 24 of 32 slots
 
 
 class ToyMLM(ComposerModel):
-    """Embedding + linear token classifier on the batch dict of docs/interfaces.md."""
+    """Embedding + linear classifier of the masked tokens of a flat batch (docs/interfaces.md)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -32,22 +40,23 @@ class ToyMLM(ComposerModel):
         self.out = torch.nn.Linear(16, VOCAB)
 
     def forward(self, batch):
-        return self.out(self.norm(self.emb(batch["input_ids"])))
+        hidden = self.emb(batch["input_ids"].index_select(0, batch["masked_positions"]))
+        return self.out(self.norm(hidden))
 
     def loss(self, outputs, batch):
-        return F.cross_entropy(outputs.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+        return F.cross_entropy(outputs, batch["masked_labels"])
 
 
-def batches() -> list[dict[str, torch.Tensor]]:
-    gen = torch.Generator().manual_seed(0)
+def batches() -> list[dict]:
+    """Flat batches: row r one document of REAL[r] tokens, every token labelled."""
+    rng = np.random.default_rng(0)
     out = []
     for _ in range(BATCHES):
-        ids = torch.randint(0, VOCAB, (ROWS, LENGTH), generator=gen)
-        mask = torch.zeros(ROWS, LENGTH, dtype=torch.long)
-        for r, n in enumerate(REAL):
-            mask[r, :n] = 1
-        labels = torch.where(mask.bool(), ids, torch.full_like(ids, -100))
-        out.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
+        builder = FlatBatchBuilder(LENGTH)
+        for n in REAL:
+            ids = rng.integers(0, VOCAB, n)
+            builder.add_row(ids, np.array([n]), ids.copy())
+        out.append(builder.build())
     return out
 
 
@@ -71,7 +80,7 @@ def test_components_in_a_composer_run(tmp_path, monkeypatch):
         callbacks={
             "speed_monitor": SpeedMonitorConfig(window_size=2, peak_flops=1e9),
             "lr_monitor": NoOptions(),
-            "grad_norm": NoOptions(),
+            "grad_norm": GradNormConfig(interval=1),
             "packing_efficiency": NoOptions(),
         },
         loggers={"jsonl": JsonlConfig(), "wandb": WandBConfig(project="toy")},
@@ -81,8 +90,9 @@ def test_components_in_a_composer_run(tmp_path, monkeypatch):
     model = ToyMLM()
     data = DataSpec(
         batches(),
-        get_num_samples_in_batch=lambda b: b["input_ids"].shape[0],
-        get_num_tokens_in_batch=lambda b: int(b["attention_mask"].sum()),
+        get_num_samples_in_batch=num_samples_in_batch,
+        get_num_tokens_in_batch=num_tokens_in_batch,
+        split_batch=split_flat_batch,
     )
     trainer = Trainer(
         model=model,

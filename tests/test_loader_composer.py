@@ -24,6 +24,7 @@ from modernbert.data import (  # noqa: E402
     build_mlm_dataloader,
     num_samples_in_batch,
     num_tokens_in_batch,
+    split_flat_batch,
 )
 from modernbert.data.synthetic import lognormal_lengths, random_documents, write_mds_documents  # noqa: E402
 from modernbert.data.tokenizer import TokenSpec  # noqa: E402
@@ -45,17 +46,19 @@ class Recorder(ComposerModel):
 
     def forward(self, batch):
         if self.training:
-            ids, labels = batch["input_ids"], batch["labels"]
-            weights = torch.arange(ids.numel()).view_as(ids)
+            ids, positions = batch["input_ids"], batch["masked_positions"]
+            weights = torch.arange(ids.numel())
             self.seen.append(
-                (ids.shape[0], int((ids * weights).sum()), int((labels * weights).sum()))
+                (
+                    num_samples_in_batch(batch),
+                    int((ids * weights).sum()),
+                    int((batch["masked_labels"] * weights[positions]).sum()),
+                )
             )
-        return self.head(self.embed(batch["input_ids"]))
+        return self.head(self.embed(batch["input_ids"].index_select(0, batch["masked_positions"])))
 
     def loss(self, outputs, batch):
-        return torch.nn.functional.cross_entropy(
-            outputs.view(-1, VOCAB), batch["labels"].view(-1), ignore_index=-100
-        )
+        return torch.nn.functional.cross_entropy(outputs, batch["masked_labels"])
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +90,7 @@ def _train(data: Path, save: Path, load: str | None = None) -> list[tuple[int, i
             loader,
             get_num_samples_in_batch=num_samples_in_batch,
             get_num_tokens_in_batch=num_tokens_in_batch,
+            split_batch=split_flat_batch,
         ),
         optimizers=torch.optim.SGD(model.parameters(), lr=0.01),
         max_duration="2ep",
@@ -105,7 +109,6 @@ def _train(data: Path, save: Path, load: str | None = None) -> list[tuple[int, i
     return model.seen
 
 
-@pytest.mark.filterwarnings("ignore:Cannot split tensor")  # batches smaller than microbatch
 def test_composer_resume_trains_on_the_same_batches(data, tmp_path):
     full = _train(data, tmp_path / "full")
     per_epoch = len(full) // 2

@@ -11,7 +11,7 @@ Part 1 (configuration and components):
     loggers.py     LOGGERS, `build_loggers` (jsonl, wandb, console)
 """
 
-from modernbert.train.callbacks import build_callbacks, flops_per_token
+from modernbert.train.callbacks import build_callbacks
 from modernbert.train.config import TrainConfig, load_recipe, recipe_to_dict
 from modernbert.train.convert import RecipeError
 from modernbert.train.loggers import build_loggers
@@ -29,7 +29,6 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "check_tokenizer_vocab",
-    "flops_per_token",
     "load_recipe",
     "recipe_to_dict",
     "validate_recipe",

@@ -207,9 +207,17 @@ def compile_model(model: ComposerMLM, cfg: TrainConfig) -> None:
 
 
 class MLMTrainer(Trainer):
-    """Composer's Trainer without its per-step device read of the sample and token counts on
-    one rank: they are host integers already (the batch's layout), and the all-reduce that
-    needs them on the device has nothing to reduce there."""
+    """Composer's Trainer without two of its per-step device reads.
+
+    - The optimizer step takes no closure: Composer's closure returns the loss with
+      ``.item()``, a sync between the backward and the optimizer step, and our optimizers
+      (Adam-style) never re-evaluate the loss.
+    - On one rank the sample and token counts stay host integers (the batch's layout): the
+      all-reduce that Composer moves them to the device for has nothing to reduce there.
+    """
+
+    def _use_closures(self) -> bool:
+        return False
 
     def _accumulate_time_across_ranks(
         self, num_samples: int | float, num_tokens: int, batch_time: Any
