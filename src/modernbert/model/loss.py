@@ -34,6 +34,15 @@ def labelled_count(targets: torch.Tensor) -> torch.Tensor:
     return (targets != IGNORE_INDEX).sum().clamp(min=1)
 
 
+def chunk_sizes(rows: int, chunk_rows: int) -> list[int]:
+    """`rows` cut into the fewest chunks of at most `chunk_rows`, of near-equal sizes: no
+    ragged one-row tail, which a compiled chunk would specialise on (a recompile)."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    count = max(1, -(-rows // chunk_rows))
+    return [rows // count + (i < rows % count) for i in range(count)]
+
+
 def chunked_cross_entropy(
     chunk_loss_sum: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     hidden: torch.Tensor,
@@ -41,12 +50,11 @@ def chunked_cross_entropy(
     chunk_rows: int = LOSS_CHUNK_ROWS,
 ) -> torch.Tensor:
     """Mean cross-entropy of `chunk_loss_sum(hidden_rows, target_rows)` (the summed fp32
-    loss of the head + decoder on those rows) over chunks of `chunk_rows` rows, each
-    recomputed in the backward instead of keeping its logits."""
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    loss of the head + decoder on those rows) over chunks of at most `chunk_rows` rows,
+    each recomputed in the backward instead of keeping its logits."""
+    sizes = chunk_sizes(int(hidden.shape[0]), chunk_rows)
     total = None
-    for rows, row_targets in zip(hidden.split(chunk_rows), targets.split(chunk_rows)):
+    for rows, row_targets in zip(hidden.split(sizes), targets.split(sizes)):
         if torch.is_grad_enabled() and rows.requires_grad:
             part = checkpoint(chunk_loss_sum, rows, row_targets, use_reentrant=False)
         else:

@@ -274,18 +274,20 @@ def block_plan(varlen: Varlen, half_window: int, block: int) -> BlockPlan:
 class SdpaBackend:
     """`scaled_dot_product_attention` over regrouped documents (see the module docstring).
 
-    Defaults measured on a 2-core CPU (fwd+bwd, 6 heads of 64, ~4k tokens): blocks of 64
+    Defaults measured on a 2-core CPU (fwd+bwd, 6 heads of 64, ~4k tokens): blocks of
     queries beat full-length band masks for local layers at every document length mix
-    tried, and buckets filled to 90% beat 70% by ~10% for global layers.
+    tried, and buckets filled to 90% beat 70% by ~10% for global layers. Blocks of half a
+    half-window (32 queries for ModernBERT's 64) ran as fast as 64 and compute 17%
+    fewer scores (160 instead of 192 keys per query, where 129 are needed).
     """
 
     name = "sdpa"
 
-    def __init__(self, min_fill: float = 0.9, block: int = 64, local_blocks: bool = True):
+    def __init__(self, min_fill: float = 0.9, block: int | None = None, local_blocks: bool = True):
         self.min_fill = min_fill
         """A bucket takes documents down to this fraction of its longest one."""
         self.block = block
-        """Queries per block in local layers."""
+        """Queries per block in local layers; None: `local_block_size(half_window)`."""
         self.local_blocks = local_blocks
         """Local layers use blocks (else buckets with a band mask, as global layers do)."""
 
@@ -293,7 +295,7 @@ class SdpaBackend:
         if half_window is not None and varlen.max_seqlen - 1 <= half_window:
             half_window = None  # the window covers every document: global attention
         if half_window is not None and self.local_blocks:
-            return block_plan(varlen, half_window, self.block)
+            return block_plan(varlen, half_window, self.block or local_block_size(half_window))
         uniform = uniform_plan(varlen, half_window)
         if uniform is not None:
             return uniform
@@ -301,3 +303,10 @@ class SdpaBackend:
 
     def attend(self, q, k, v, plan, dropout_p: float) -> torch.Tensor:
         return plan.attend(q, k, v, dropout_p)
+
+
+def local_block_size(half_window: int) -> int:
+    """Queries per block: each query computes `block + 2 * half_window` scores where
+    `2 * half_window + 1` are needed, so smaller blocks waste less; below ~8 queries the
+    per-block overhead wins."""
+    return max(8, half_window // 2)
