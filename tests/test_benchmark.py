@@ -14,8 +14,8 @@ from modernbert.bench.batches import (
     IGNORE_INDEX,
     LengthDistribution,
     TokenIds,
+    flat_batch,
     masked_tokens,
-    packed_batch,
     padded_batch,
     real_tokens,
     variable_docs,
@@ -37,31 +37,41 @@ def test_layouts_hold_the_same_documents():
     rng = np.random.default_rng(0)
     ids = TokenIds()
     docs = variable_docs(rng, 4, 128, 1000, 0.3, ids, LengthDistribution(median=30, sigma=1.0))
-    packed, padded = packed_batch(docs, 128, ids.pad_id), padded_batch(docs, ids.pad_id)
-    assert packed["input_ids"].shape == (4, 128)
+    flat, padded = flat_batch(docs, 128), padded_batch(docs, ids.pad_id)
+    assert set(flat) == {
+        "input_ids",
+        "cu_seqlens",
+        "max_seqlen",
+        "position_ids",
+        "seqlens_host",
+        "masked_positions",
+        "masked_labels",
+    }
     assert padded["input_ids"].shape == (len(docs), max(len(d) for d in docs))
-    assert real_tokens(packed) == real_tokens(padded) == sum(len(d) for d in docs)
-    assert masked_tokens(packed) == masked_tokens(padded)
+    assert real_tokens(flat) == real_tokens(padded) == sum(len(d) for d in docs)
+    assert masked_tokens(flat) == masked_tokens(padded)
     # 30% of each body is masked, never the specials.
     for d in docs:
         assert (d.labels != IGNORE_INDEX).sum() == round(0.3 * (len(d) - 2))
         assert d.labels[0] == d.labels[-1] == IGNORE_INDEX
-    # Packed: each document starts with [CLS] at position 0; documents = position resets.
-    real = packed["attention_mask"].bool()
-    starts = real & (packed["position_ids"] == 0)
-    assert int(starts.sum()) == len(docs)
-    assert bool((packed["input_ids"][starts] == ids.cls_id).all())
-    # The same multiset of document token sequences on both sides.
-    flat_packed = sorted(packed["input_ids"][real].tolist())
-    flat_padded = sorted(padded["input_ids"][padded["attention_mask"].bool()].tolist())
-    assert flat_packed == flat_padded
+    # Flat: each document starts with [CLS] at position 0, at its cu_seqlens offset.
+    starts = flat["cu_seqlens"][:-1].long()
+    assert len(starts) == len(docs) and flat["seqlens_host"].device.type == "cpu"
+    assert bool((flat["input_ids"][starts] == ids.cls_id).all())
+    assert bool((flat["position_ids"][starts] == 0).all())
+    assert flat["max_seqlen"] == max(len(d) for d in docs)
+    # The same multiset of tokens and of masked targets on both sides.
+    flat_ids = sorted(flat["input_ids"].tolist())
+    assert flat_ids == sorted(padded["input_ids"][padded["attention_mask"].bool()].tolist())
+    labels = padded["labels"][padded["labels"] != IGNORE_INDEX]
+    assert sorted(flat["masked_labels"].tolist()) == sorted(labels.tolist())
 
 
 def test_packing_refuses_a_document_longer_than_a_row():
     rng = np.random.default_rng(0)
     docs = variable_docs(rng, 1, 64, 100, 0.3, TokenIds(), LengthDistribution(60, 0.1))
     with pytest.raises(ValueError, match="seq_len=16"):
-        packed_batch(docs, 16, 0)
+        flat_batch(docs, 16)
 
 
 @pytest.mark.parametrize("length", [1, 5, 9, 40])
@@ -101,6 +111,9 @@ def test_cli_tiny_preset_writes_consistent_json(tmp_path):
         torch.set_num_threads(threads)
     result = json.loads(out.read_text())
     assert result["preset"] == "tiny"
+    loss = result["loss_memory"]  # the tiny preset's small head + loss figure
+    assert loss["masked_tokens"] == 256 and loss["vocab_size"] == 512
+    assert loss["plain_peak_bytes"] > 0 and loss["chunked_peak_bytes"] > 0
     assert result["machine"]["cpu_threads"] == 1
     assert set(result["scenarios"]) == {
         "train_fixed",

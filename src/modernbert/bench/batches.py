@@ -2,9 +2,10 @@
 
 transformers' ModernBERT (sdpa) is fed the way its users feed it: one document per row,
 padded to the longest document of the batch, with an attention mask. Ours is fed the way our
-loader feeds it (docs/interfaces.md section 3): several documents packed per row,
-`position_ids` restarting at each document. Both layouts hold exactly the same documents, the
-same masked positions and therefore the same number of real tokens.
+loader and trainer feed it (docs/interfaces.md section 3): documents packed into rows, then
+flattened to the real tokens with host-side document lengths and the masked positions, i.e.
+exactly the model's fast-path keyword arguments. Both layouts hold exactly the same documents,
+the same masked positions and therefore the same number of real tokens.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..data.flat import FlatBatchBuilder, model_inputs
+
 IGNORE_INDEX = -100
+HOST_KEYS = ("max_seqlen", "seqlens_host")  # stay on the host when a batch moves
+LABEL_KEYS = ("labels", "masked_positions", "masked_labels")  # dropped for inference
 
 
 @dataclass(frozen=True)
@@ -129,8 +134,9 @@ def padded_batch(docs: list[Doc], pad_id: int) -> dict[str, torch.Tensor]:
     }
 
 
-def packed_batch(docs: list[Doc], seq_len: int, pad_id: int) -> dict[str, torch.Tensor]:
-    """Documents packed first-fit into `[R, seq_len]` rows, per docs/interfaces.md section 3."""
+def flat_batch(docs: list[Doc], seq_len: int) -> dict[str, torch.Tensor | int]:
+    """Documents packed first-fit into rows of `seq_len`, flattened as the loader does
+    (data/flat.py): the model's fast-path keyword arguments."""
     rows: list[list[Doc]] = []
     free: list[int] = []
     for d in docs:
@@ -143,33 +149,33 @@ def packed_batch(docs: list[Doc], seq_len: int, pad_id: int) -> dict[str, torch.
             row = len(rows) - 1
         rows[row].append(d)
         free[row] -= len(d)
-    shape = (len(rows), seq_len)
-    input_ids = np.full(shape, pad_id, dtype=np.int64)
-    labels = np.full(shape, IGNORE_INDEX, dtype=np.int64)
-    mask = np.zeros(shape, dtype=np.int64)
-    positions = np.zeros(shape, dtype=np.int64)
-    for r, row_docs in enumerate(rows):
-        start = 0
-        for d in row_docs:
-            end = start + len(d)
-            input_ids[r, start:end] = d.input_ids
-            labels[r, start:end] = d.labels
-            mask[r, start:end] = 1
-            positions[r, start:end] = np.arange(len(d))
-            start = end
+    builder = FlatBatchBuilder(seq_len)
+    for row_docs in rows:
+        builder.add_row(
+            np.concatenate([d.input_ids for d in row_docs]),
+            np.array([len(d) for d in row_docs]),
+            np.concatenate([d.labels for d in row_docs]),
+        )
+    return model_inputs(builder.build())
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Tensors to `device`, except the host-side metadata the model must get on the CPU."""
     return {
-        "input_ids": torch.from_numpy(input_ids),
-        "attention_mask": torch.from_numpy(mask),
-        "position_ids": torch.from_numpy(positions),
-        "labels": torch.from_numpy(labels),
+        k: v.to(device) if torch.is_tensor(v) and k not in HOST_KEYS else v
+        for k, v in batch.items()
     }
 
 
-def real_tokens(batch: dict[str, torch.Tensor]) -> int:
+def real_tokens(batch: dict) -> int:
     """Tokens that carry data (padding excluded): what throughput is counted in."""
-    return int(batch["attention_mask"].sum())
+    if "attention_mask" in batch:
+        return int(batch["attention_mask"].sum())
+    return int(batch["input_ids"].numel())  # flat: real tokens only
 
 
-def masked_tokens(batch: dict[str, torch.Tensor]) -> int:
+def masked_tokens(batch: dict) -> int:
     """Positions that carry an MLM label."""
+    if "masked_labels" in batch:
+        return int(batch["masked_labels"].numel())
     return int((batch["labels"] != IGNORE_INDEX).sum())

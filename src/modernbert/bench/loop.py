@@ -78,47 +78,44 @@ def loop_throughput(metrics_file: Path, steps: int) -> dict[str, Any]:
     return {"tokens_per_s": figures[last], "step": last}
 
 
-def _split(batch: dict[str, torch.Tensor], rows: int) -> list[dict[str, torch.Tensor]]:
-    total = batch["input_ids"].shape[0]
-    return [{k: v[i : i + rows] for k, v in batch.items()} for i in range(0, total, rows)]
-
-
 def model_only_throughput(cfg: Any, steps: int, skip: int, device: torch.device) -> dict:
     """Tokens/s of bare training steps on the recipe's model, optimizer and batches."""
     from composer.utils import reproducibility
 
+    from ..data.flat import layout_of, model_inputs, split_flat_batch
     from ..data.loader import build_mlm_dataloader
     from ..data.tokenizer import TokenSpec, load_tokenizer
-    from ..train.composer_model import MODEL_INPUT_KEYS
     from ..train.optim import build_optimizer
-    from ..train.trainer import microbatch_size_for, precision_for
+    from ..train.trainer import compile_config_for, microbatch_size_for, precision_for
 
     tokens = TokenSpec.from_tokenizer(load_tokenizer(cfg.tokenizer))
     loader = build_mlm_dataloader(
         cfg.train_loader, tokens, cfg.global_train_batch_size, seed=cfg.seed
     )
     batches = []
-    for batch in loader:
-        batches.append({k: batch[k].to(device) for k in MODEL_INPUT_KEYS if k in batch})
+    for batch in loader:  # tensors moved before timing; the layout stays on the host
+        batches.append({k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()})
         if len(batches) == steps:
             break
     if len(batches) < steps:
         raise ValueError(f"the training data holds {len(batches)} batches, fewer than {steps}")
     reproducibility.seed_all(cfg.seed)
     model = ModernBertForMaskedLM(cfg.model).to(device).train()
+    if cfg.compile:  # the regions the trainer compiles
+        model.compile_regions(**compile_config_for(cfg))
     optimizer = build_optimizer(cfg.optimizer, model)
     micro = microbatch_size_for(cfg)
     amp = precision_for(cfg) == "amp_bf16"
 
-    def step(batch: dict[str, torch.Tensor]) -> None:
-        rows = batch["input_ids"].shape[0]
-        for part in _split(batch, micro):
+    def step(batch: dict) -> None:
+        masked = layout_of(batch).num_masked  # microbatches weighted as the trainer does
+        for part in split_flat_batch(batch, micro):
             autocast = (
                 torch.autocast(device.type, torch.bfloat16) if amp else contextlib.nullcontext()
             )
             with autocast:
-                loss = model(**part).loss
-            (loss * part["input_ids"].shape[0] / rows).backward()
+                loss = model(**model_inputs(part)).loss
+            (loss * layout_of(part).num_masked / max(masked, 1)).backward()
         if cfg.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
@@ -133,12 +130,12 @@ def model_only_throughput(cfg: Any, steps: int, skip: int, device: torch.device)
         step(batch)
     sync()
     elapsed = time.perf_counter() - start
-    real = sum(int(b["attention_mask"].sum()) for b in batches[skip:])
+    real = sum(layout_of(b).num_tokens for b in batches[skip:])
     return {
         "tokens_per_s": real / elapsed,
         "step_time_s": elapsed / (steps - skip),
         "real_tokens_per_step": real / (steps - skip),
-        "rows_per_step": statistics.mean(b["input_ids"].shape[0] for b in batches[skip:]),
+        "rows_per_step": statistics.mean(layout_of(b).num_rows for b in batches[skip:]),
         "microbatch_rows": micro,
         "precision": "amp_bf16" if amp else "fp32",
     }

@@ -56,6 +56,9 @@ class BenchPreset:
     """Put the sequence length in scenario names (presets with several lengths)."""
     profile_dir: str | None = None
     """Write a torch.profiler table of one step per side and scenario here (None: off)."""
+    loss_memory: tuple[int, int] | None = (10_000, 50_368)
+    """(masked tokens, vocab) of the head + loss peak-memory figure, plain vs chunked loss
+    (None: not measured). 10k x 50k is a ModernBERT-base microbatch of 32 x 1024 at 30%."""
 
     def model_config(self, seq_len: int, backend: str) -> ModernBertConfig:
         """Our config at `seq_len`; special ids are those of the synthetic batches."""
@@ -105,6 +108,7 @@ PRESETS: dict[str, BenchPreset] = {
         repeats=2,
         steps=1,
         memory="off",
+        loss_memory=(256, 512),
     ),
     # A few minutes on a 2-core CPU. Vocab 8192 keeps the MLM head's share of the FLOPs
     # (~30% dense) close to ModernBERT-base's, so the head does not drown the encoder.

@@ -45,4 +45,17 @@ def format_table(result: dict[str, Any]) -> str:
             else:
                 ratio = entry.get("ratio_vs_theirs")
             lines.append(_row(name, side, entry, ratio))
+    loss = result.get("loss_memory")
+    if loss is not None:
+        mib = {m: loss.get(f"{m}_peak_bytes") for m in ("plain", "chunked")}
+        cells = [
+            f"{m} {_fmt(None if b is None else b / 2**20, ',.0f')} MiB"
+            if b is not None
+            else f"{m} {loss.get(f'{m}_error', '-')}"
+            for m, b in mib.items()
+        ]
+        lines.append(
+            f"loss head+CE peak, {loss['masked_tokens']:,} masked x {loss['vocab_size']:,} "
+            f"vocab: {', '.join(cells)} (plain/chunked {_fmt(loss.get('ratio'), '.1f')}x)"
+        )
     return "\n".join(lines)

@@ -21,13 +21,15 @@ import torch
 import transformers
 
 from ..model import resolve_backend
+from ..model.loss_memory import MODES, loss_peak_bytes
 from .batches import (
     TokenIds,
     fixed_docs,
+    flat_batch,
     masked_tokens,
-    packed_batch,
     padded_batch,
     real_tokens,
+    to_device,
     variable_docs,
 )
 from .flops import measure_matmul_peak, step_flops
@@ -71,7 +73,7 @@ def _make_batches(
             docs = variable_docs(*args, preset.lengths)
         else:
             raise ValueError(f"length mode must be 'fixed' or 'variable', got {mode!r}")
-        ours.append(packed_batch(docs, seq_len, ids.pad_id))
+        ours.append(flat_batch(docs, seq_len))
         theirs.append(padded_batch(docs, ids.pad_id))
         lengths.append([len(d) for d in docs])
     for a, b in zip(ours, theirs):
@@ -215,8 +217,8 @@ def run_scenario(
     ours_batches, theirs_batches, lengths = _make_batches(preset, mode, seq_len, config, rng)
     tokens = [sum(x) for x in lengths]
     masked = [masked_tokens(b) for b in ours_batches]
-    to_dev = lambda bs: [{k: v.to(device) for k, v in b.items()} for b in bs]  # noqa: E731
-    ours_batches, theirs_batches = to_dev(ours_batches), to_dev(theirs_batches)
+    ours_batches = [to_device(b, device) for b in ours_batches]
+    theirs_batches = [to_device(b, device) for b in theirs_batches]
 
     reference = build_ours(config, preset.seed, device)
     state = {k: v.detach().cpu().clone() for k, v in reference.state_dict().items()}
@@ -297,6 +299,25 @@ def run_scenario(
     return scenario
 
 
+def loss_memory(masked: int, vocab: int, device: torch.device) -> dict[str, Any]:
+    """Peak memory of the MLM head + loss forward/backward over `masked` tokens and `vocab`
+    logits (ModernBERT-base width): all fp32 logits at once ('plain', the loss before issue 9)
+    vs the model's chunked loss. A failure (e.g. out of memory) is reported, not raised."""
+    entry: dict[str, Any] = {"masked_tokens": masked, "vocab_size": vocab}
+    for mode in MODES:
+        try:
+            entry[f"{mode}_peak_bytes"] = loss_peak_bytes(mode, masked, vocab, device=str(device))
+        except Exception as error:
+            entry[f"{mode}_error"] = _error_text(error)
+    entry["ratio"] = _ratio(entry.get("plain_peak_bytes"), entry.get("chunked_peak_bytes"))
+    entry["method"] = (
+        "max_memory_allocated above the inputs (CUDA, bf16)"
+        if device.type == "cuda"
+        else "peak RSS of a fresh subprocess above its inputs (CPU, fp32)"
+    )
+    return entry
+
+
 def scenario_name(preset: BenchPreset, phase: str, mode: str, seq_len: int) -> str:
     return f"{phase}_{mode}_{seq_len}" if preset.seq_in_name else f"{phase}_{mode}"
 
@@ -322,6 +343,9 @@ def run_benchmark(
         "settings": _settings(preset),
         "scenarios": {},
     }
+    if preset.loss_memory is not None:
+        progress("loss memory: head + cross-entropy, plain vs chunked")
+        result["loss_memory"] = loss_memory(*preset.loss_memory, device)
     for seq_len in preset.seq_lens:
         for phase in preset.phases:
             for mode in preset.modes:
@@ -367,8 +391,9 @@ def _settings(preset: BenchPreset) -> dict[str, Any]:
             "min_len": preset.lengths.min_len,
         },
         "layouts": {
-            "ours": "packed [B, seq_len] rows, several documents per row, position_ids "
-            "restart at each document (docs/interfaces.md section 3)",
+            "ours": "documents packed into seq_len rows, flattened to the real tokens with "
+            "cu_seqlens, host-side lengths and masked positions: the loader's flat batch "
+            "(docs/interfaces.md section 3)",
             "theirs": "one document per row, right-padded to the batch's longest, attention_mask",
         },
         "optimizer": f"torch.optim.AdamW(lr={preset.lr}, weight_decay=1e-5) on both sides",

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..hf.convert import to_hf
 from ..model import ModernBertConfig, ModernBertForMaskedLM
+from .batches import LABEL_KEYS
 
 OURS_LOSS = "sparse prediction: MLM head and cross-entropy on the masked positions only"
 HF_DENSE_LOSS = (
@@ -81,8 +82,8 @@ def prepare(side: Side, phase: str, lr: float) -> None:
         raise ValueError(f"phase must be 'train' or 'inference', got {phase!r}")
 
 
-def _forward(model: nn.Module, batch: dict[str, torch.Tensor], with_labels: bool):
-    inputs = {k: v for k, v in batch.items() if with_labels or k != "labels"}
+def _forward(model: nn.Module, batch: dict, with_labels: bool):
+    inputs = {k: v for k, v in batch.items() if with_labels or k not in LABEL_KEYS}
     return model(**inputs)
 
 
