@@ -100,3 +100,113 @@ def test_flash_attn_matches_sdpa():
 def test_auto_picks_a_working_backend():
     logits, _, _ = run("auto", torch.bfloat16)
     assert torch.isfinite(logits).all()
+
+
+def flat_batch(device: str) -> dict:
+    """LENGTHS as the loader's fast-path batch: flat tokens, host lengths, masked targets."""
+    padded = packed_batch("cpu")
+    real = padded["attention_mask"].bool()
+    ids, pos = padded["input_ids"][real], padded["position_ids"][real]
+    labels = padded["labels"][real]
+    lengths = [n for row in LENGTHS for n in row]
+    masked = torch.arange(ids.shape[0])[labels != -100]
+    batch = {
+        "input_ids": ids,
+        "cu_seqlens": torch.tensor([0, *lengths]).cumsum(0).to(torch.int32),
+        "max_seqlen": max(lengths),
+        "position_ids": pos,
+        "masked_positions": masked,
+        "masked_labels": labels[masked],
+    }
+    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    batch["seqlens_host"] = torch.tensor(lengths, dtype=torch.int32)
+    return batch
+
+
+def fast_step(model, batch, dtype=torch.bfloat16):
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cuda", dtype=dtype):
+        out = model(**batch)
+    out.loss.backward()
+    return out.loss.float(), {n: p.grad.float() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "sdpa",
+        "flex",
+        pytest.param(
+            "flash_attn",
+            marks=pytest.mark.skipif(not flash_attn_available(), reason="flash_attn not installed"),
+        ),
+    ],
+)
+def test_fast_path_matches_padded_sdpa(backend):
+    ref_loss = run("sdpa", torch.bfloat16)[1]
+    loss, grads = fast_step(make_model(backend, "cuda"), flat_batch("cuda"))
+    torch.testing.assert_close(loss, ref_loss, atol=6e-2, rtol=6e-2)
+    assert all(torch.isfinite(g).all() for g in grads.values())
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "sdpa",
+        "flex",
+        pytest.param(
+            "flash_attn",
+            marks=pytest.mark.skipif(not flash_attn_available(), reason="flash_attn not installed"),
+        ),
+    ],
+)
+def test_fast_path_step_never_syncs(backend):
+    """CUDA's own sync detector: any device-to-host wait in forward + backward raises."""
+    model = make_model(backend, "cuda")
+    batch = flat_batch("cuda")
+    fast_step(model, batch)  # warm-up: compilation (flex) may sync
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        fast_step(model, batch)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_compiled_regions_on_cuda_match_eager_without_recompiles():
+    """Inductor-compiled regions (flex attention) over batches of varying size: same loss as
+    eager, zero graph breaks, no compilation after the first batches."""
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    eager = make_model("flex", "cuda")
+    compiled = make_model("flex", "cuda").compile_regions()
+    base = flat_batch("cuda")
+    frames = []
+    for step in range(12):
+        keep = len(LENGTHS[0]) if step % 2 else sum(len(r) for r in LENGTHS)
+        batch = sub_batch(base, keep - (step % 3 == 0 and keep > 1))
+        loss, _ = fast_step(compiled, batch)
+        ref, _ = fast_step(eager, batch)
+        torch.testing.assert_close(loss, ref, atol=3e-2, rtol=3e-2)
+        frames.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    assert dict(torch._dynamo.utils.counters["graph_break"]) == {}
+    assert frames[-1] == frames[3], f"recompiled in steady state: {frames}"
+
+
+def sub_batch(batch: dict, docs: int) -> dict:
+    """The first `docs` documents of a fast-path batch (fewer tokens and masked tokens)."""
+    lengths = batch["seqlens_host"][:docs]
+    total = int(lengths.sum())
+    masked = batch["masked_positions"].cpu()
+    keep = int((masked < total).sum())
+    out = dict(batch)
+    out.update(
+        input_ids=batch["input_ids"][:total],
+        cu_seqlens=batch["cu_seqlens"][: docs + 1],
+        max_seqlen=int(lengths.max()),
+        position_ids=batch["position_ids"][:total],
+        masked_positions=batch["masked_positions"][:keep],
+        masked_labels=batch["masked_labels"][:keep],
+        seqlens_host=lengths,
+    )
+    return out

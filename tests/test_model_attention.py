@@ -92,3 +92,32 @@ def test_flash_attn_refuses_cpu_clearly():
     _, varlen = varlen_from_flat(torch.zeros(4, dtype=torch.long), cu)
     with pytest.raises(ValueError, match="flash_attn"):
         resolve_backend("flash_attn", torch.device("cpu")).plan(varlen, None)
+
+
+@pytest.mark.parametrize("half_window", [None, 3, 40, 200])
+def test_flex_block_layout_covers_exactly_the_allowed_pairs(half_window):
+    """Every query-key pair that may attend lies in a partial or full tile, and full tiles
+    hold only pairs that may: what the compiled kernel relies on (eager flex ignores tiles)."""
+    from modernbert.model.attention.flex import block_layout, padded_length
+
+    block = 16
+    lengths = [3, 17, 1, 40, 9, 64, 2, 33, 16, 16]
+    total = sum(lengths)
+    padded = padded_length(total, block)
+    assert padded % block == 0 and total <= padded < 1.25 * total + block
+    doc = torch.full((padded,), -1)
+    doc[:total] = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    idx = torch.arange(padded)
+    allowed = (doc[:, None] == doc[None, :]) & (doc[:, None] >= 0)
+    if half_window is not None:
+        allowed &= (idx[:, None] - idx[None, :]).abs() <= half_window
+    partial, full = block_layout(doc, half_window, block)
+    assert not (partial & full).any()
+    tiles = allowed.view(padded // block, block, padded // block, block)
+    any_pair, all_pairs = tiles.any(3).any(1), tiles.all(3).all(1)
+    assert torch.equal(any_pair & ~(partial | full), torch.zeros_like(any_pair))
+    assert torch.equal(full & ~all_pairs, torch.zeros_like(full))
+    # Not trivially everything: some tiles are skipped, and (when a window holds a whole
+    # tile) some run without a mask.
+    assert (~(partial | full)).any()
+    assert full.any() == (half_window is None or half_window >= block - 1)
