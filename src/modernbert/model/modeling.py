@@ -107,11 +107,12 @@ class ModernBertModel(nn.Module):
         position_ids: torch.Tensor | None = None,
         cu_seqlens: torch.Tensor | None = None,
         max_seqlen: int | None = None,
+        seqlens_host: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Hidden states in the input's layout: `[B, L, hidden]` (zeros on padding) or
         `[T, hidden]`."""
         flat_ids, varlen = to_varlen(
-            input_ids, attention_mask, position_ids, cu_seqlens, max_seqlen
+            input_ids, attention_mask, position_ids, cu_seqlens, max_seqlen, seqlens_host
         )
         return varlen.repad(self.encode(flat_ids, varlen))
 
