@@ -51,11 +51,13 @@ def chunked_cross_entropy(
 ) -> torch.Tensor:
     """Mean cross-entropy of `chunk_loss_sum(hidden_rows, target_rows)` (the summed fp32
     loss of the head + decoder on those rows) over chunks of at most `chunk_rows` rows,
-    each recomputed in the backward instead of keeping its logits."""
+    each recomputed in the backward instead of keeping its logits. A single chunk is not
+    recomputed: its logits are at most `chunk_rows x vocab` anyway."""
     sizes = chunk_sizes(int(hidden.shape[0]), chunk_rows)
+    recompute = len(sizes) > 1 and torch.is_grad_enabled() and hidden.requires_grad
     total = None
     for rows, row_targets in zip(hidden.split(sizes), targets.split(sizes)):
-        if torch.is_grad_enabled() and rows.requires_grad:
+        if recompute:
             part = checkpoint(chunk_loss_sum, rows, row_targets, use_reentrant=False)
         else:
             part = chunk_loss_sum(rows, row_targets)
