@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Every GPU check in one prepared run, for a lent GPU box with only torch + transformers +
-# pytest (no network): the gpu-marked tests, the benchmark against transformers at ModernBERT-
-# base size, and a short FSDP training run of the base recipe on the demo corpus.
-#   bash scripts/gpu_suite.sh                 (figures and logs go to $OUT, default gpu_out/)
+# Every GPU check of the training fast path in one prepared run (<= 8 minutes on one H100/H200),
+# for a lent GPU box with only torch + transformers + pytest and no network:
+#   1. a corpus (demo_out/ if present, else tokenizer + MDS shards of the box's own packages)
+#   2. >= 150 steps of yamls/pretrain_base.yaml on one GPU (no FSDP on one rank), compiled
+#      regions, 72 x 1024 rows: tokens/s, MFU and peak memory over the last 50-step window
+#   3. the profiler's top kernels of the same recipe's bare training steps
+#   4. the gpu-base benchmark, ours vs transformers: 1024 and 8192, fixed and variable
+#      lengths, train and inference, plus the loss head's peak memory (plain vs chunked)
+#   5. the gpu-marked tests
+#   bash scripts/gpu_suite.sh          (figures and logs go to $OUT, default gpu_out/)
 # Pure-Python wheels of the rest of the stack (Composer, streaming, ...) travel in .whl/ and are
-# installed with --no-deps first (see README, "GPU checks"). Each step has its own time limit
-# so one slow step cannot starve the others.
+# installed with --no-deps first (see README, "GPU checks"). Each stage has its own time limit
+# and writes its figures as it goes, so a slow stage cannot starve the others and a cut-short
+# one still leaves what it measured.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
@@ -17,8 +24,9 @@ if [ -d .whl ]; then
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' \
+  | tee -a "$OUT/gpu.txt"
 
 step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log, record status
   local name=$1 limit=$2; shift 2
@@ -27,18 +35,44 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log
   timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
   local rc=$?
   echo "$name rc=$rc ${limit}s-limit took=$((SECONDS - t0))s" | tee -a "$OUT/status.txt"
-  tail -n "${TAIL:-25}" "$OUT/$name.log"
+  tail -n "${TAIL:-15}" "$OUT/$name.log"
 }
 
-step benchmark "${BENCH_LIMIT:-300}" python3 scripts/benchmark.py --preset gpu-base \
-  --seq-lens 1024 8192 --backends auto --json "$OUT/bench_gpu.json" --profile "$OUT/profiles"
-step gpu_tests "${TESTS_LIMIT:-150}" python3 -m pytest -q -m gpu -p no:cacheprovider tests
-step fsdp_base "${FSDP_LIMIT:-90}" python3 main.py yamls/pretrain_base.yaml \
-  tokenizer=demo_out/tokenizer model.pad_token_id=0 model.cls_token_id=2 model.sep_token_id=3 \
-  model.mask_token_id=4 train_loader.streams.pretrain.local=demo_out/mds \
-  train_loader.num_workers=4 eval_loader=null global_train_batch_size=64 \
-  device_train_microbatch_size=32 batch_size_warmup=null max_duration=25ba \
-  parallelism.strategy=fsdp loggers.wandb=null save_folder=null autoresume=false \
-  metrics_file="$OUT/fsdp_metrics.jsonl" callbacks.speed_monitor.window_size=10 \
-  loggers.console.interval=5ba
+# 1. corpus: the demo's if it was built (make demo), else the box's own packages (~16 MB of text)
+CORPUS=${CORPUS:-demo_out}
+if [ ! -f "$CORPUS/mds/summary.json" ]; then
+  CORPUS=/tmp/mb_corpus
+  step corpus "${CORPUS_LIMIT:-60}" bash -c "
+    python3 data_prep/train_tokenizer.py --source local --vocab-size 4096 --output $CORPUS/tokenizer &&
+    python3 data_prep/convert_to_mds.py --source local --tokenizer $CORPUS/tokenizer \
+      --output $CORPUS/mds --workers 8 --no-progress"
+fi
+
+# 2. the base recipe on one GPU: the corpus's tokenizer and special ids, no eval, no saving
+TRAIN_STEPS=${TRAIN_STEPS:-150}
+WINDOW=${WINDOW:-50}
+ROWS=${ROWS:-72}  # the recipe's microbatch: one microbatch per step
+BASE=(yamls/pretrain_base.yaml tokenizer="$CORPUS/tokenizer" model.pad_token_id=0
+  model.cls_token_id=2 model.sep_token_id=3 model.mask_token_id=4
+  train_loader.streams.pretrain.local="$CORPUS/mds" train_loader.num_workers=8 eval_loader=null
+  global_train_batch_size="$ROWS" device_train_microbatch_size="$ROWS" batch_size_warmup=null
+  compile=true loggers.wandb=null save_folder=null autoresume=false)
+step train_base "${TRAIN_LIMIT:-180}" python3 main.py "${BASE[@]}" max_duration="${TRAIN_STEPS}ba" \
+  metrics_file="$OUT/train_metrics.jsonl" callbacks.speed_monitor.window_size="$WINDOW" \
+  callbacks.grad_norm.interval="$WINDOW" loggers.console.interval=10ba
+python3 -m modernbert.bench.train_run summarize "$OUT/train_metrics.jsonl" --window "$WINDOW" \
+  --json "$OUT/train_summary.json" 2>&1 | tee -a "$OUT/status.txt"
+
+# 3. top kernels of the same recipe's steps (compiled regions; 3 warm-up steps, 2 profiled)
+step profile_train "${PROFILE_LIMIT:-50}" python3 -m modernbert.bench.train_run profile \
+  --out "$OUT/profiles" "${BASE[@]}"
+head -n 30 "$OUT/profiles/train_step_top_ops.txt" 2>/dev/null
+
+# 4. ours vs transformers (figures written after every scenario)
+step benchmark "${BENCH_LIMIT:-120}" python3 scripts/benchmark.py --preset gpu-base \
+  --seq-lens 1024 8192 --backends auto --warmup 1 --repeats 2 --steps 2 \
+  --json "$OUT/bench_gpu.json"
+
+# 5. the GPU tests (backends against the CPU reference, CUDA paths of the callbacks, ...)
+step gpu_tests "${TESTS_LIMIT:-50}" python3 -m pytest -q -m gpu -p no:cacheprovider tests
 cat "$OUT/status.txt"

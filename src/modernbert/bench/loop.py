@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,9 @@ def loop_throughput(metrics_file: Path, steps: int) -> dict[str, Any]:
     return {"tokens_per_s": figures[last], "step": last}
 
 
-def model_only_throughput(cfg: Any, steps: int, skip: int, device: torch.device) -> dict:
-    """Tokens/s of bare training steps on the recipe's model, optimizer and batches."""
+def recipe_steps(cfg: Any, steps: int, device: torch.device) -> tuple[Callable, list, dict]:
+    """(one bare training step, `steps` loader batches on `device`, settings) for the recipe's
+    model, optimizer, precision and microbatching: what a trainer step does, without Composer."""
     from composer.utils import reproducibility
 
     from ..data.flat import layout_of, model_inputs, split_flat_batch
@@ -121,6 +123,14 @@ def model_only_throughput(cfg: Any, steps: int, skip: int, device: torch.device)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    return step, batches, {"microbatch_rows": micro, "precision": "amp_bf16" if amp else "fp32"}
+
+
+def model_only_throughput(cfg: Any, steps: int, skip: int, device: torch.device) -> dict:
+    """Tokens/s of bare training steps on the recipe's model, optimizer and batches."""
+    from ..data.flat import layout_of
+
+    step, batches, settings = recipe_steps(cfg, steps, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for batch in batches[:skip]:
         step(batch)
@@ -136,8 +146,7 @@ def model_only_throughput(cfg: Any, steps: int, skip: int, device: torch.device)
         "step_time_s": elapsed / (steps - skip),
         "real_tokens_per_step": real / (steps - skip),
         "rows_per_step": statistics.mean(layout_of(b).num_rows for b in batches[skip:]),
-        "microbatch_rows": micro,
-        "precision": "amp_bf16" if amp else "fp32",
+        **settings,
     }
 
 
