@@ -65,7 +65,10 @@ class Embeddings(nn.Module):
 
 
 class Attention(nn.Module):
-    """Fused-QKV self-attention with RoPE; global or sliding-window by layer index."""
+    """Fused-QKV self-attention with RoPE; global or sliding-window by layer index.
+
+    Its two halves, `project` and `output`, run inside the layer's compilable regions; the
+    attention kernel between them is called by `EncoderLayer.forward`."""
 
     def __init__(self, config: ModernBertConfig, layer_id: int):
         super().__init__()
@@ -95,11 +98,6 @@ class Attention(nn.Module):
     def output(self, attended: torch.Tensor) -> torch.Tensor:
         """The output projection of the attention result `[T, heads, head_dim]`."""
         return self.out_drop(self.Wo(attended.reshape(attended.shape[0], -1)))
-
-    def forward(self, hidden: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
-        q, k, v = self.project(hidden, *ctx.rope(self.rope_theta))
-        dropout_p = self.dropout_p if self.training else 0.0
-        return self.output(ctx.backend.attend(q, k, v, ctx.plan(self.half_window), dropout_p))
 
     def extra_repr(self) -> str:
         window = "global" if self.half_window is None else f"half_window={self.half_window}"
