@@ -1,5 +1,6 @@
-"""GPU checks of the training run: FSDP1 (full and sharded checkpoints) and FSDP2, bf16, and
-export / init_from from a sharded checkpoint. Skipped where there is no CUDA GPU."""
+"""GPU checks of the training run: one GPU runs unwrapped in bf16; FSDP1 (full and sharded
+checkpoints) and FSDP2 on two GPUs, export / init_from from a sharded checkpoint (one rank
+never shards). Skipped where there is no CUDA GPU, or only one for the FSDP runs."""
 
 from __future__ import annotations
 
@@ -8,17 +9,41 @@ import json
 import pytest
 import torch
 
-from conftest import read_losses, tiny_recipe, write_recipe
+from conftest import read_losses, run_composer, tiny_recipe, write_recipe
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
 ]
+two_gpus = pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.device_count() < 2,
+    reason="FSDP shards over ranks; one rank runs unwrapped",
+)
+
+
+def test_one_gpu_trains_unwrapped_in_bf16(tiny_corpus, tmp_path):
+    from modernbert.train.config import load_recipe
+    from modernbert.train.trainer import build_trainer
+
+    recipe = tiny_recipe(
+        tiny_corpus,
+        tmp_path,
+        precision="amp_bf16",
+        parallelism={"strategy": "fsdp"},
+        eval_loader=None,
+        save_folder=None,
+    )
+    trainer = build_trainer(load_recipe(write_recipe(recipe, tmp_path / "recipe.yaml")))
+    try:
+        assert not trainer.state.fsdp_enabled
+        trainer.fit()
+    finally:
+        trainer.close()
+    losses = read_losses(tmp_path / "metrics.jsonl")
+    assert sum(losses[s] for s in range(27, 30)) < sum(losses[s] for s in range(3)) - 1.0
 
 
 def _fsdp_run(corpus, run_dir, state_dict_type: str, strategy: str = "fsdp", **overrides):
-    from modernbert.train.trainer import run
-
     recipe = tiny_recipe(
         corpus,
         run_dir,
@@ -26,10 +51,11 @@ def _fsdp_run(corpus, run_dir, state_dict_type: str, strategy: str = "fsdp", **o
         parallelism={"strategy": strategy, strategy: {"state_dict_type": state_dict_type}},
         **overrides,
     )
-    run(write_recipe(recipe, run_dir / "recipe.yaml"))
+    run_composer(write_recipe(recipe, run_dir / "recipe.yaml"), ranks=2)
     return run_dir
 
 
+@two_gpus
 @pytest.mark.parametrize(
     ("strategy", "state_dict_type"), [("fsdp", "full"), ("fsdp", "sharded"), ("fsdp2", "sharded")]
 )
@@ -50,6 +76,7 @@ def test_fsdp_bf16_trains_checkpoints_and_exports(tiny_corpus, tmp_path, strateg
     assert hf.config.hidden_size == 64
 
 
+@two_gpus
 def test_next_phase_starts_from_sharded_weights(tiny_corpus, tmp_path):
     from modernbert.train.trainer import run
 
