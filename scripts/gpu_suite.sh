@@ -42,7 +42,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log
 CORPUS=${CORPUS:-demo_out}
 if [ ! -f "$CORPUS/mds/summary.json" ]; then
   CORPUS=/tmp/mb_corpus
-  step corpus "${CORPUS_LIMIT:-60}" bash -c "
+  step corpus "${CORPUS_LIMIT:-45}" bash -c "
     python3 data_prep/train_tokenizer.py --source local --vocab-size 4096 --output $CORPUS/tokenizer &&
     python3 data_prep/convert_to_mds.py --source local --tokenizer $CORPUS/tokenizer \
       --output $CORPUS/mds --workers 8 --no-progress"
@@ -57,22 +57,23 @@ BASE=(yamls/pretrain_base.yaml tokenizer="$CORPUS/tokenizer" model.pad_token_id=
   train_loader.streams.pretrain.local="$CORPUS/mds" train_loader.num_workers=8 eval_loader=null
   global_train_batch_size="$ROWS" device_train_microbatch_size="$ROWS" batch_size_warmup=null
   compile=true loggers.wandb=null save_folder=null autoresume=false)
-step train_base "${TRAIN_LIMIT:-180}" python3 main.py "${BASE[@]}" max_duration="${TRAIN_STEPS}ba" \
+step train_base "${TRAIN_LIMIT:-170}" python3 main.py "${BASE[@]}" max_duration="${TRAIN_STEPS}ba" \
   metrics_file="$OUT/train_metrics.jsonl" callbacks.speed_monitor.window_size="$WINDOW" \
   callbacks.grad_norm.interval="$WINDOW" loggers.console.interval=10ba
 python3 -m modernbert.bench.train_run summarize "$OUT/train_metrics.jsonl" --window "$WINDOW" \
   --json "$OUT/train_summary.json" 2>&1 | tee -a "$OUT/status.txt"
 
 # 3. top kernels of the same recipe's steps (compiled regions; 3 warm-up steps, 2 profiled)
-step profile_train "${PROFILE_LIMIT:-50}" python3 -m modernbert.bench.train_run profile \
+step profile_train "${PROFILE_LIMIT:-45}" python3 -m modernbert.bench.train_run profile \
   --out "$OUT/profiles" "${BASE[@]}"
 head -n 30 "$OUT/profiles/train_step_top_ops.txt" 2>/dev/null
 
-# 4. ours vs transformers (figures written after every scenario)
-step benchmark "${BENCH_LIMIT:-120}" python3 scripts/benchmark.py --preset gpu-base \
+# 4. the GPU tests (backends against the CPU reference, no sync in a CUDA step, compiled
+#    regions without recompiles, one GPU trains unwrapped, ...)
+step gpu_tests "${TESTS_LIMIT:-90}" python3 -m pytest -q -m gpu -p no:cacheprovider tests
+
+# 5. ours vs transformers (figures written after every scenario)
+step benchmark "${BENCH_LIMIT:-110}" python3 scripts/benchmark.py --preset gpu-base \
   --seq-lens 1024 8192 --backends auto --warmup 1 --repeats 2 --steps 2 \
   --json "$OUT/bench_gpu.json"
-
-# 5. the GPU tests (backends against the CPU reference, CUDA paths of the callbacks, ...)
-step gpu_tests "${TESTS_LIMIT:-50}" python3 -m pytest -q -m gpu -p no:cacheprovider tests
 cat "$OUT/status.txt"
