@@ -121,3 +121,24 @@ def test_flex_block_layout_covers_exactly_the_allowed_pairs(half_window):
     # tile) some run without a mask.
     assert (~(partial | full)).any()
     assert full.any() == (half_window is None or half_window >= block - 1)
+
+
+def test_auto_prefers_flash_then_flex_on_cuda(monkeypatch):
+    import modernbert.model.attention as attention
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(attention, "flash_attn_available", lambda: True)
+    assert attention.auto_backend_name(cuda) == "flash_attn"
+    monkeypatch.setattr(attention, "flash_attn_available", lambda: False)
+    assert attention.auto_backend_name(cuda) == "flex"
+    assert attention.auto_backend_name(torch.device("cpu")) == "sdpa"
+
+
+def test_auto_logs_its_pick_once(monkeypatch, caplog):
+    import modernbert.model.attention as attention
+
+    monkeypatch.setattr(attention, "_auto_logged", set())
+    with caplog.at_level("INFO", logger=attention.__name__):
+        for _ in range(3):
+            resolve_backend("auto", torch.device("cpu"))
+    assert [r.getMessage() for r in caplog.records] == ["attn_backend 'auto' picked 'sdpa' on cpu"]
