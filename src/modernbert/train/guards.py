@@ -55,7 +55,7 @@ class NonFiniteGuard(Callback):
         self._first_bad: torch.Tensor | None = None
 
     def after_loss(self, state: State, logger: Logger) -> None:
-        step = int(state.timestamp.batch) + 1  # the step in progress, as the loggers number it
+        step = int(state.timestamp.batch)  # the step in progress, as the metrics number it
         for loss in _tensors(state.loss):
             bad = ~torch.isfinite(loss.detach()).all()
             candidate = torch.where(bad, step, NEVER)
@@ -87,13 +87,13 @@ class NonFiniteGuard(Callback):
         )
         if first_bad != NEVER:
             raise NonFiniteLossError(
-                f"training diverged: the loss is not finite from step {first_bad}; stopped at "
-                f"step {now} before writing any checkpoint of it{where}. Lower the learning "
-                "rate or check the data, then resume from the last checkpoint"
+                f"training diverged: the loss is not finite from step {first_bad} on; stopped "
+                f"after {now} steps, before writing any checkpoint of them{where}. Lower the "
+                "learning rate or check the data, then resume from the last checkpoint"
             )
         if weights_ok != NEVER:
             raise NonFiniteLossError(
-                f"training diverged: model weights are not finite at step {now}; stopped "
+                f"training diverged: model weights are not finite after {now} steps; stopped "
                 f"before writing a checkpoint{where}"
             )
 
