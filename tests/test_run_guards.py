@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, read_losses, subprocess_env, tiny_recipe, write_recipe
 from modernbert.train.checkpoint import safe_torch_load
 from modernbert.train.guards import SaveFolderLock
+
+from conftest import REPO, read_losses, subprocess_env, tiny_recipe, write_recipe
 
 
 def _main():
