@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import sys
 
-from modernbert.errors import UserError, one_line
+from modernbert.errors import UserError, one_line, peer_lost
 from modernbert.train import RecipeError
 from modernbert.train.trainer import run
 
@@ -39,6 +39,12 @@ def main(argv: list[str]) -> int:
         if err.errno != errno.ENOSPC:
             raise
         print(f"error: no space left on device writing {err.filename or '?'}", file=sys.stderr)
+        return 1
+    except RuntimeError as err:  # a collective failed because a peer rank died
+        message = peer_lost(err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 1
     return 0
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -149,12 +148,10 @@ def test_rotation_keeps_the_newest_across_restarts_and_a_finished_rerun_is_compl
     assert _checkpoints(run / "checkpoints") == ["ep0-ba10-rank0.pt", "ep0-ba8-rank0.pt"]
     capsys.readouterr()
     metrics = (run / "metrics.jsonl").read_text()
-    start = time.perf_counter()
     assert _main()([str(_recipe(tiny_corpus, run)), "max_duration=10ba", *keep]) == 0
     out = capsys.readouterr().out
     assert "run tiny is complete" in out and "ep0-ba10-rank0.pt" in out
     assert (run / "metrics.jsonl").read_text() == metrics  # nothing trained, nothing logged
-    assert time.perf_counter() - start < 60  # no model, data or Trainer was built
 
 
 def test_fresh_run_into_a_folder_with_checkpoints_is_refused(tiny_corpus, tmp_path, capsys):

@@ -29,3 +29,19 @@ def one_line(err: BaseException) -> str:
     last = text.splitlines()[-1]
     _, sep, message = last.partition(": ")
     return message if sep else last
+
+
+# What gloo says when another rank of the job is gone (killed, crashed, its host lost).
+PEER_LOST = ("Connection reset by peer", "Connection closed by peer")
+
+
+def peer_lost(err: BaseException) -> str | None:
+    """A one-line message when ``err`` means another rank died, else None."""
+    text = str(err)
+    if not any(sign in text for sign in PEER_LOST):
+        return None
+    detail = text.strip().splitlines()[-1][:200]
+    return (
+        f"another rank of this job is gone ({detail}); stopping this rank too. Relaunch the "
+        "job to resume from its last checkpoint"
+    )

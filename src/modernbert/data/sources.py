@@ -12,18 +12,17 @@ import os
 import warnings
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from streaming import Stream, StreamingDataset
 from streaming.base.shared import SharedArray, SharedBarrier, SharedMemory, SharedScalar
-from streaming.base.shared import prefix as shm_prefix
 from streaming.base.storage import CloudDownloader
 
 from modernbert.data.config import MLMLoaderConfig
 from modernbert.data.shard_hash import ShardValidator
+from modernbert.data.shm import open_dataset
 from modernbert.data.synthetic import DOC_LENGTHS_FILE
 from modernbert.errors import DataError
 
@@ -81,14 +80,16 @@ class DocumentSource:
             )
             folders.append((name, folder, _stream_folder(sc.remote, split) if sc.remote else None))
         try:
-            with _no_leaked_peeks():
-                self._dataset = StreamingDataset(
+            self._dataset = open_dataset(
+                lambda: StreamingDataset(
                     streams=streams,
                     shuffle=cfg.shuffle,
                     shuffle_seed=cfg.shuffle_seed,
                     epoch_size=cfg.epoch_size,
                     sampling_method="balanced",
-                )
+                ),
+                local_only=all(sc.remote is None for sc in cfg.streams.values()),
+            )
         except Exception as err:  # streaming raises many types; name what we were opening
             where = ", ".join(f"{n!r} at {f}" for n, f, _ in folders)
             raise DataError(f"could not open MDS streams {where}: {err}") from err
@@ -191,32 +192,6 @@ def _fetch(remote: str, local: str, timeout: float) -> None:
         warnings.warn(f"could not fetch {remote}: {err}", stacklevel=4)
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-@contextmanager
-def _no_leaked_peeks() -> Iterator[None]:
-    """While a StreamingDataset is built, leave blocks it merely opens to the garbage collector.
-
-    streaming's prefix search opens the shared-memory blocks of every other process on the
-    machine that uses streaming and registers each with atexit, so every dataset built here
-    kept their descriptors until exit: a leak whose size depended on what else ran on the
-    machine. Blocks it creates (its own) keep their cleanup; release_shared_memory frees them.
-    """
-    original = shm_prefix.SharedMemory
-
-    def opening(
-        name: str | None = None,
-        create: bool | None = None,
-        size: int = 0,
-        auto_cleanup: bool = True,
-    ) -> SharedMemory:
-        return original(name, create, size, auto_cleanup=auto_cleanup and create is not False)
-
-    shm_prefix.SharedMemory = opening
-    try:
-        yield
-    finally:
-        shm_prefix.SharedMemory = original
 
 
 def _shared_memories(obj: Any, depth: int = 0) -> Iterator[SharedMemory]:
