@@ -78,8 +78,9 @@ def _refused(capsys, code: int, evil: Path) -> None:
 def test_malicious_load_path_never_runs(tiny_corpus, malicious, tmp_path, capsys):
     evil, marker = malicious
     recipe = _recipe(tiny_corpus, tmp_path / "run", autoresume=False)
-    _refused(capsys, _main()([str(recipe), f"load_path={evil}"]), evil)
+    code = _main()([str(recipe), f"load_path={evil}"])
     assert not marker.exists()
+    _refused(capsys, code, evil)
 
 
 def test_malicious_checkpoint_in_the_save_folder_never_runs(
@@ -89,8 +90,9 @@ def test_malicious_checkpoint_in_the_save_folder_never_runs(
     folder = evil.parent  # ep0-ba2-rank0.pt, and the latest link Composer would follow
     (folder / "latest-rank0.pt").symlink_to(evil.name)
     recipe = _recipe(tiny_corpus, tmp_path / "run", save_folder=str(folder))
-    _refused(capsys, _main()([str(recipe)]), evil)
+    code = _main()([str(recipe)])
     assert not marker.exists()
+    _refused(capsys, code, evil)
 
 
 @pytest.mark.parametrize("reset_optimizer", [False, True])
@@ -98,8 +100,9 @@ def test_malicious_init_from_never_runs(tiny_corpus, malicious, tmp_path, capsys
     evil, marker = malicious
     init = {"path": str(evil), "mode": "weights", "reset_optimizer": reset_optimizer}
     recipe = _recipe(tiny_corpus, tmp_path / "run", init_from=init)
-    _refused(capsys, _main()([str(recipe)]), evil)
+    code = _main()([str(recipe)])
     assert not marker.exists()
+    _refused(capsys, code, evil)
 
 
 def test_malicious_checkpoint_export_never_runs(malicious, tmp_path):
