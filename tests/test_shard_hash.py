@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modernbert.data import MLMLoaderConfig, StreamConfig
+from modernbert.data import MLMLoaderConfig, StreamConfig, build_mlm_dataloader
 from modernbert.data.shard_hash import SHARD_HASH
 from modernbert.data.sources import DocumentSource
-from modernbert.errors import DataError
+from modernbert.data.tokenizer import TokenSpec
+from modernbert.errors import DataError, one_line
 
 from conftest import REPO, tiny_recipe, write_recipe
 
@@ -81,3 +82,25 @@ def test_corrupt_shard_stops_training_with_one_line(tiny_corpus, corrupted, tmp_
     assert code == 1 and "Traceback" not in err
     last = err.strip().splitlines()[-1]  # after the console logger's lines
     assert last.startswith("error: stream 'local': document") and f"{shard} is corrupt" in last
+
+
+def test_worker_errors_reach_the_terminal_as_one_line(corrupted):
+    # An error raised in a DataLoader worker comes back with the worker's traceback in its
+    # text; main.py prints only the original message.
+    mds, _, shard, _ = corrupted
+    cfg = MLMLoaderConfig(
+        streams={"s": StreamConfig(local=str(mds / "train"))},
+        split=None,
+        max_seq_len=64,
+        packing_window=64,
+        num_workers=1,
+    )
+    tokens = TokenSpec(
+        cls_id=1, sep_id=2, mask_id=3, pad_id=0, special_ids=(0, 1, 2, 3, 4), vocab_size=512
+    )
+    with pytest.raises(DataError) as caught:
+        for _ in build_mlm_dataloader(cfg, tokens, 4, seed=0, world_size=1, rank=0):
+            pass
+    assert "Traceback" in str(caught.value)
+    line = one_line(caught.value)
+    assert line.startswith("stream 's': document") and f"{shard} is corrupt" in line
