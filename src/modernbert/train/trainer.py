@@ -24,7 +24,13 @@ from modernbert.model import ModernBertConfig, ModernBertForMaskedLM
 from modernbert.train.callbacks import build_callbacks
 from modernbert.train.checkpoint import find_checkpoint, init_model_from
 from modernbert.train.composer_model import METRICS, ComposerMLM
-from modernbert.train.config import CompileOptions, TrainConfig, load_recipe, recipe_to_dict
+from modernbert.train.config import (
+    CompileOptions,
+    RecipeError,
+    TrainConfig,
+    load_recipe,
+    recipe_to_dict,
+)
 from modernbert.train.export import RunRecord
 from modernbert.train.guards import check_enough_rows, install_save_guards, lock_save_folder
 from modernbert.train.loggers import build_loggers
@@ -65,7 +71,7 @@ def check_special_ids(model: ModernBertConfig, tokens: TokenSpec) -> None:
         if getattr(model, field) != getattr(tokens, attr)
     ]
     if wrong:
-        raise ValueError("special token ids disagree with the tokenizer: " + "; ".join(wrong))
+        raise RecipeError("special token ids disagree with the tokenizer: " + "; ".join(wrong))
 
 
 # What Composer must not restore when a new phase keeps the previous optimizer state
