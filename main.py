@@ -9,8 +9,10 @@ Everything else lives in ``modernbert.train``.
 
 from __future__ import annotations
 
+import errno
 import sys
 
+from modernbert.errors import UserError, one_line, peer_lost
 from modernbert.train import RecipeError
 from modernbert.train.trainer import run
 
@@ -27,6 +29,23 @@ def main(argv: list[str]) -> int:
     except FileNotFoundError as err:  # a missing tokenizer, dataset or checkpoint: named
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except UserError as err:  # bad data, unusable checkpoint, diverged run, folder in use...
+        if err.exit_code == 0:  # e.g. rerunning a finished run: say so, succeed
+            print(one_line(err), flush=True)
+        else:
+            print(f"error: {one_line(err)}", file=sys.stderr)
+        return err.exit_code
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        print(f"error: no space left on device writing {err.filename or '?'}", file=sys.stderr)
+        return 1
+    except RuntimeError as err:  # a collective failed because a peer rank died
+        message = peer_lost(err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 1
     return 0
 
 

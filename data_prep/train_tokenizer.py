@@ -12,6 +12,7 @@ import time
 from modernbert.data.prep.cli_args import add_input_args, max_bytes, sources_from_args
 from modernbert.data.prep.sources import iter_texts
 from modernbert.data.tokenizer import DEFAULT_MIN_FREQUENCY, TokenSpec, train_tokenizer
+from modernbert.safe_output import check_output_folder
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,8 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--max-files", dest="max_docs", type=int, help="same as --max-docs (a file or a record)"
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing tokenizer")
     args = parser.parse_args(argv)
 
+    check_output_folder(args.output, "tokenizer", args.overwrite, args.input)
     sources = sources_from_args(args)
     start = time.perf_counter()
     tok = train_tokenizer(

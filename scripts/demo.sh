@@ -35,7 +35,7 @@ for phase in pretrain context_extension decay; do
 done
 
 echo "== export to Hugging Face format"
-"$PY" scripts/export_hf.py --checkpoint "$OUT/runs/demo-decay/checkpoints" --output "$OUT/hf"
+"$PY" scripts/export_hf.py --checkpoint "$OUT/runs/demo-decay/checkpoints" --output "$OUT/hf" --overwrite
 
 "$PY" - "$OUT" <<'PY'
 import json, sys

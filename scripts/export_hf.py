@@ -11,7 +11,10 @@ latest checkpoint). The folder then loads with stock transformers
 from __future__ import annotations
 
 import argparse
+import sys
 
+from modernbert.errors import UserError
+from modernbert.safe_output import check_output_folder
 from modernbert.train.export import export_checkpoint
 
 
@@ -24,10 +27,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--tokenizer", default=None, help="tokenizer folder or hub name (default: the run's)"
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier export in --output"
+    )
     args = parser.parse_args(argv)
+    check_output_folder(args.output, "Hugging Face model", args.overwrite, [args.checkpoint])
     folder = export_checkpoint(args.checkpoint, args.output, args.tokenizer)
     print(f"exported {args.checkpoint} -> {folder}")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (FileNotFoundError, FileExistsError, ValueError, UserError) as err:
+        sys.exit(f"error: {err}")

@@ -152,25 +152,43 @@ def run_main(recipe: Path, *overrides: str, timeout: float = 300) -> subprocess.
     return done
 
 
-def run_composer(recipe: Path, *overrides: str, ranks: int = 2, timeout: float = 300) -> None:
-    """`composer -n RANKS main.py RECIPE overrides...` (gloo on the CPU), each rank's output in
-    the recipe's folder as rank{N}.out / rank{N}.err; raises with their tails on failure."""
-    run_dir = recipe.parent
-    with socket.socket() as sock:  # a free port for this run's rendezvous
+PORT_TAKEN = "address already in use"  # the rendezvous port was taken by another process
+
+
+def free_port() -> int:
+    """A port free at this moment on the loopback interface (another process may take it
+    before we bind it: launchers retry on PORT_TAKEN)."""
+    with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [str(Path(sys.executable).with_name("composer")), "-n", str(ranks)]
-    cmd += ["--master_port", str(port)]
-    cmd += [
-        "--stderr",
-        str(run_dir / "rank{rank}.err"),
-        "--stdout",
-        str(run_dir / "rank{rank}.out"),
-    ]
-    cmd += [str(REPO / "main.py"), str(recipe), *overrides]
-    done = subprocess.run(
-        cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=timeout
-    )
-    if done.returncode != 0:
+        return sock.getsockname()[1]
+
+
+def run_composer(
+    recipe: Path, *overrides: str, ranks: int = 2, timeout: float = 300, attempts: int = 3
+) -> None:
+    """`composer -n RANKS main.py RECIPE overrides...` (gloo on the CPU), each rank's output in
+    the recipe's folder as rank{N}.out / rank{N}.err; raises with their tails on failure.
+
+    The rendezvous port is picked free, but on a shared machine another process can take it
+    before the launcher binds it; that failure (and only that one) is retried on a new port.
+    """
+    run_dir = recipe.parent
+    for _ in range(attempts):
+        cmd = [str(Path(sys.executable).with_name("composer")), "-n", str(ranks)]
+        cmd += ["--master_port", str(free_port())]
+        cmd += [
+            "--stderr",
+            str(run_dir / "rank{rank}.err"),
+            "--stdout",
+            str(run_dir / "rank{rank}.out"),
+        ]
+        cmd += [str(REPO / "main.py"), str(recipe), *overrides]
+        done = subprocess.run(
+            cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=timeout
+        )
+        if done.returncode == 0:
+            return
         errors = "".join(p.read_text()[-4000:] for p in sorted(run_dir.glob("rank*.err")))
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}\n{errors}")
+        if PORT_TAKEN not in (done.stderr + errors).lower():
+            break
+    raise AssertionError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}\n{errors}")

@@ -333,17 +333,37 @@ print(before, open_fds())
 """
 
 
+_HOLD_DATASET = """
+import sys, time
+from modernbert.data import MLMLoaderConfig, StreamConfig
+from modernbert.data.sources import DocumentSource
+source = DocumentSource(MLMLoaderConfig(streams={"s": StreamConfig(local=sys.argv[1])}))
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
 def test_dropped_loaders_release_their_shared_memory(unique_stream):
     # A fresh interpreter: streaming keeps process-wide state (blocks of other datasets opened
-    # earlier in the same process) that would blur the descriptor count.
+    # earlier in the same process) that would blur the descriptor count. streaming's shared
+    # memory is machine-wide, so another process reading MDS shards is always running here
+    # (the holder): the count must not depend on what else runs on the machine.
     root, docs = unique_stream
-    out = subprocess.run(
-        [sys.executable, "-c", _FD_PROBE, str(root), str(_vocab(docs)), str(SEQ)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_DATASET, str(root)], stdout=subprocess.PIPE, text=True
     )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        out = subprocess.run(
+            [sys.executable, "-c", _FD_PROBE, str(root), str(_vocab(docs)), str(SEQ)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
     before, after = map(int, out.stdout.split()[-2:])
     assert after <= before  # streaming alone keeps ~12 more descriptors per dataset

@@ -36,3 +36,12 @@ def test_help_and_no_arguments(capsys):
     assert _main()(["--help"]) == 0
     assert "composer main.py" in capsys.readouterr().out
     assert _main()([]) == 2
+
+
+def test_special_ids_of_another_tokenizer_are_one_line(tiny_corpus, tmp_path, capsys):
+    recipe = write_recipe(tiny_recipe(tiny_corpus, tmp_path), tmp_path / "recipe.yaml")
+    wrong = tiny_corpus.special_ids["pad_token_id"] + 7
+    assert _main()([str(recipe), f"model.pad_token_id={wrong}"]) == 2
+    err = capsys.readouterr().err
+    assert f"model.pad_token_id={wrong} but the tokenizer's is" in err
+    assert "Traceback" not in err

@@ -94,6 +94,9 @@ class MLMLoaderConfig:
     pin_memory: bool = True  # only applied when CUDA is available
     drop_last: bool = True  # False keeps a last smaller batch (rounded down to world size)
     download_timeout: float = 60.0  # seconds per file fetched from a stream's remote
+    # hash each shard once per process against its index digest (data/shard_hash.py); a
+    # corrupt shard then stops the run instead of training on flipped token ids
+    validate_hash: bool = True
 
     def __post_init__(self) -> None:
         if not self.streams:

@@ -27,6 +27,7 @@ from modernbert.data.masking import MLMMasker
 from modernbert.data.packing import SPECIALS_PER_PIECE, EpochPacking
 from modernbert.data.sources import DocumentSource
 from modernbert.data.tokenizer import TokenSpec
+from modernbert.errors import DataError
 
 STATE_VERSION = 1
 # What must match between a checkpoint and the loader that resumes it (elastic: the world
@@ -150,6 +151,10 @@ class PackedMLMDataset(IterableDataset):
             self._cap = sum(1 for _ in self._layout(0, capped=False))
         return self._cap
 
+    def rows_in_epoch(self, epoch: int = 0) -> int:
+        """Packed rows (all ranks together) the documents of `epoch` fill."""
+        return self._plan(epoch)[1].total_rows()
+
     def num_batches(self, epoch: int = 0) -> int:
         """Batches every rank yields in a full pass over `epoch` (plans the whole epoch)."""
         return sum(1 for _ in self._layout(epoch))
@@ -172,7 +177,7 @@ class PackedMLMDataset(IterableDataset):
         if self._last_doc[0] != sample_id:  # a long document spans consecutive rows
             ids = self.source.read(sample_id)
             if len(ids) and int(ids.max()) >= self.tokens.vocab_size:
-                raise ValueError(
+                raise DataError(
                     self.source.describe(
                         sample_id,
                         f"has token id {int(ids.max())} >= vocab_size {self.tokens.vocab_size} "

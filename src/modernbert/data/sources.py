@@ -21,7 +21,10 @@ from streaming.base.shared import SharedArray, SharedBarrier, SharedMemory, Shar
 from streaming.base.storage import CloudDownloader
 
 from modernbert.data.config import MLMLoaderConfig
+from modernbert.data.shard_hash import ShardValidator
+from modernbert.data.shm import open_dataset
 from modernbert.data.synthetic import DOC_LENGTHS_FILE
+from modernbert.errors import DataError
 
 INDEX_FILE = "index.json"
 
@@ -77,19 +80,23 @@ class DocumentSource:
             )
             folders.append((name, folder, _stream_folder(sc.remote, split) if sc.remote else None))
         try:
-            self._dataset = StreamingDataset(
-                streams=streams,
-                shuffle=cfg.shuffle,
-                shuffle_seed=cfg.shuffle_seed,
-                epoch_size=cfg.epoch_size,
-                sampling_method="balanced",
+            self._dataset = open_dataset(
+                lambda: StreamingDataset(
+                    streams=streams,
+                    shuffle=cfg.shuffle,
+                    shuffle_seed=cfg.shuffle_seed,
+                    epoch_size=cfg.epoch_size,
+                    sampling_method="balanced",
+                ),
+                local_only=all(sc.remote is None for sc in cfg.streams.values()),
             )
         except Exception as err:  # streaming raises many types; name what we were opening
             where = ", ".join(f"{n!r} at {f}" for n, f, _ in folders)
-            raise ValueError(f"could not open MDS streams {where}: {err}") from err
+            raise DataError(f"could not open MDS streams {where}: {err}") from err
 
         weakref.finalize(self, release_shared_memory, self._dataset, os.getpid())
         ds = self._dataset
+        self._validator = ShardValidator(ds) if cfg.validate_hash else None
         self.streams = [
             StreamInfo(name, folder, remote, int(first), int(count))
             for (name, folder, remote), first, count in zip(
@@ -120,10 +127,14 @@ class DocumentSource:
         try:
             ids = self._dataset.get_item(int(sample_id))["input_ids"]
         except Exception as err:
-            raise ValueError(self.describe(sample_id, f"cannot read the document: {err}")) from err
+            raise DataError(self.describe(sample_id, f"cannot read the document: {err}")) from err
+        if self._validator is not None:
+            problem = self._validator.check(int(self._dataset.spanner[int(sample_id)][0]))
+            if problem is not None:
+                raise DataError(self.describe(sample_id, problem))
         expected = self.lengths[sample_id]
         if len(ids) != expected:
-            raise ValueError(
+            raise DataError(
                 self.describe(
                     sample_id,
                     f"has {len(ids)} tokens but {DOC_LENGTHS_FILE} says {expected} "
@@ -159,12 +170,12 @@ class DocumentSource:
             )
         lengths = np.load(path)
         if lengths.ndim != 1 or not np.issubdtype(lengths.dtype, np.integer):
-            raise ValueError(
+            raise DataError(
                 f"stream {info.name!r}: {path} must be a 1-D integer array, got "
                 f"{lengths.dtype} with shape {lengths.shape}"
             )
         if len(lengths) != info.num_samples:
-            raise ValueError(
+            raise DataError(
                 f"stream {info.name!r}: {path} lists {len(lengths)} documents but the MDS "
                 f"index has {info.num_samples}"
             )

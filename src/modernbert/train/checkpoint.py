@@ -34,6 +34,8 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch import nn
 
+from modernbert.errors import UserError
+
 # The attribute under which the ComposerModel holds the bare model (composer_model.py);
 # Composer checkpoints store the ComposerModel's state dict, so every key starts with it.
 COMPOSER_MODEL_PREFIX = "model."
@@ -44,6 +46,18 @@ FUSED_BLOCKS: dict[str, int] = {"Wqkv.weight": 3, "Wqkv.bias": 3, "Wi.weight": 2
 
 _LAYER_KEY = re.compile(r"(^|\.)layers\.(\d+)\.")
 _CKPT_NAME = re.compile(r"ep(\d+)-ba(\d+)(-rank0\.pt)?$")
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot be used: unsafe, unreadable, or for another model."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The checkpoint's pickle names objects outside the allowlist (possibly code)."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """The checkpoint file is truncated or damaged."""
 
 
 def _safe_globals() -> list[Any]:
@@ -61,17 +75,25 @@ def _safe_globals() -> list[Any]:
 
 
 def safe_torch_load(path: str | Path) -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True``: a checkpoint cannot execute code when read."""
+    """``torch.load`` with ``weights_only=True``: a checkpoint cannot execute code when read.
+
+    Raises UnsafeCheckpointError for content outside the allowlist, CorruptCheckpointError
+    for a truncated or damaged file (both name the file).
+    """
     try:
         with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
     except Exception as err:  # torch raises a bare UnpicklingError subclass
         if "weights_only" not in str(err) and "Unsupported global" not in str(err):
-            raise
-        raise ValueError(
+            raise CorruptCheckpointError(
+                f"checkpoint {path} is truncated or corrupt: {str(err).splitlines()[0][:200]}"
+            ) from None
+        raise UnsafeCheckpointError(
             f"checkpoint {path} holds objects outside the safe allowlist, refusing to unpickle "
             f"them: {str(err).splitlines()[-1][:300]}"
-        ) from err
+        ) from None
 
 
 def _is_sharded(folder: Path) -> bool:

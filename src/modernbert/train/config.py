@@ -155,6 +155,9 @@ class TrainConfig:
     eval_subset_num_batches: int = -1  # eval batches per evaluation (-1: the whole eval set)
     precision: Literal["fp32", "amp_bf16"] = "amp_bf16"  # autocast bf16 on GPU; fp32 on CPU
     max_grad_norm: float | None = None  # clip the global gradient norm (null: no clipping)
+    # batches between reads of the device-side "loss went non-finite" flag (one sync each);
+    # it is also read before every checkpoint, so a NaN run never saves
+    nonfinite_check_interval: int = 50
     compile: bool = False  # torch.compile the model
     compile_options: CompileOptions | None = None  # torch.compile arguments (null: defaults)
     parallelism: ParallelismConfig = field(default_factory=ParallelismConfig)

@@ -25,10 +25,25 @@ from modernbert.model import ModernBertConfig, ModernBertForMaskedLM
 from modernbert.train.callbacks import build_callbacks
 from modernbert.train.checkpoint import find_checkpoint, init_model_from
 from modernbert.train.composer_model import METRICS, ComposerMLM
-from modernbert.train.config import CompileOptions, TrainConfig, load_recipe, recipe_to_dict
+from modernbert.train.config import (
+    CompileOptions,
+    RecipeError,
+    TrainConfig,
+    load_recipe,
+    recipe_to_dict,
+)
 from modernbert.train.export import RunRecord
+from modernbert.train.guards import check_enough_rows, install_save_guards, lock_save_folder
 from modernbert.train.loggers import build_loggers
 from modernbert.train.optim import build_optimizer
+from modernbert.train.safe_load import (
+    VerifiedCheckpoint,
+    check_model_fits,
+    check_not_complete,
+    refuse_stale_save_folder,
+    resume_checkpoint,
+    verify_checkpoint,
+)
 from modernbert.train.schedulers import build_scheduler
 from modernbert.train.shard_grads import ShardGradientAverage
 from modernbert.train.validate import check_tokenizer_vocab
@@ -37,8 +52,6 @@ EVAL_LABEL = "eval"
 # The `console` logger is a ConsoleLogger built with the recipe's interval; Composer warns that
 # its own console arguments (which the recipe does not use) would then be ignored.
 warnings.filterwarnings("ignore", message="Specifying the ConsoleLogger via `loggers`")
-# Composer's latest-checkpoint link in save_folder: its presence means autoresume resumes.
-LATEST_CHECKPOINT = "latest-rank0.pt"
 _SPECIAL_IDS = {
     "pad_token_id": "pad_id",
     "cls_token_id": "cls_id",
@@ -56,16 +69,7 @@ def check_special_ids(model: ModernBertConfig, tokens: TokenSpec) -> None:
         if getattr(model, field) != getattr(tokens, attr)
     ]
     if wrong:
-        raise ValueError("special token ids disagree with the tokenizer: " + "; ".join(wrong))
-
-
-def resumes(cfg: TrainConfig) -> bool:
-    """Whether Composer will restore a checkpoint (load_path, or autoresume with one saved)."""
-    if cfg.load_path is not None:
-        return True
-    if not (cfg.autoresume and cfg.save_folder):
-        return False
-    return (Path(cfg.save_folder) / LATEST_CHECKPOINT).exists()
+        raise RecipeError("special token ids disagree with the tokenizer: " + "; ".join(wrong))
 
 
 # What Composer must not restore when a new phase keeps the previous optimizer state
@@ -80,30 +84,35 @@ PHASE_RESET_KEYS = [
 ]
 
 
-def build_model(cfg: TrainConfig, tokens: TokenSpec) -> ComposerMLM:
+def build_model(cfg: TrainConfig, tokens: TokenSpec, resuming: bool = False) -> ComposerMLM:
     """Seeded fresh model, then ``init_from`` unless Composer is about to resume a checkpoint
-    or (``reset_optimizer: false``) will load weights and optimizer state itself."""
+    (``resuming``) or (``reset_optimizer: false``) will load weights and optimizer state itself."""
     check_special_ids(cfg.model, tokens)
     reproducibility.seed_all(cfg.seed)  # identical init on every rank
     model = ModernBertForMaskedLM(cfg.model)
     init = cfg.init_from
     if init is not None:
-        if resumes(cfg):
+        if resuming:
             print(f"init_from: skipped, resuming the checkpoint in {cfg.save_folder}", flush=True)
         elif init.reset_optimizer:
             init_model_from(model, init.path, init.mode)
     return ComposerMLM(model)
 
 
-def phase_load_args(cfg: TrainConfig) -> dict[str, Any]:
-    """Trainer load arguments: ``load_path`` as given, or the previous phase's checkpoint with
-    its optimizer state (weights mode, ``reset_optimizer: false``) but fresh time and data."""
+def phase_load_args(cfg: TrainConfig, resume: VerifiedCheckpoint | None) -> dict[str, Any]:
+    """Trainer load arguments: the verified checkpoint this run resumes, or the previous
+    phase's checkpoint with its optimizer state (weights mode, ``reset_optimizer: false``) but
+    fresh time and data, verified too; Composer never reads an unchecked checkpoint."""
+    if resume is not None:
+        if resume.sharded:  # this run's own sharded folder: Composer's autoresume finds it
+            return {"autoresume": True, "load_path": None}
+        return {"autoresume": False, "load_path": str(resume.path)}
     init = cfg.init_from
-    if init is None or init.reset_optimizer or resumes(cfg):
-        return {"load_path": cfg.load_path}
-    path = find_checkpoint(init.path)  # a sharded folder needs a sharded FSDP run
+    if init is None or init.reset_optimizer:
+        return {"autoresume": False, "load_path": None}
+    path = verify_checkpoint(find_checkpoint(init.path)).path
     print(f"init_from (weights + optimizer): reading {path}", flush=True)
-    return {"load_path": str(path), "load_ignore_keys": PHASE_RESET_KEYS}
+    return {"autoresume": False, "load_path": str(path), "load_ignore_keys": PHASE_RESET_KEYS}
 
 
 def build_dataloaders(cfg: TrainConfig, tokens: TokenSpec) -> tuple[DataSpec, Evaluator | None]:
@@ -115,6 +124,7 @@ def build_dataloaders(cfg: TrainConfig, tokens: TokenSpec) -> tuple[DataSpec, Ev
         seed=cfg.seed,
         batch_size_warmup=cfg.batch_size_warmup,
     )
+    check_enough_rows(train, cfg.global_train_batch_size)
     train_spec = _data_spec(train)
     if cfg.eval_loader is None:
         return train_spec, None
@@ -229,14 +239,21 @@ class MLMTrainer(Trainer):
 
 def build_trainer(cfg: TrainConfig) -> Trainer:
     """Every part of the run, built from the recipe, wired into one Composer Trainer."""
+    resume = resume_checkpoint(cfg.load_path, cfg.autoresume, cfg.save_folder)
+    if resume is not None:
+        check_not_complete(resume, cfg.max_duration, cfg.run_name)
+    refuse_stale_save_folder(cfg.save_folder, resuming=resume is not None)
     tokenizer = load_tokenizer(cfg.tokenizer)
     tokens = TokenSpec.from_tokenizer(tokenizer)
-    model = build_model(cfg, tokens)
+    model = build_model(cfg, tokens, resuming=resume is not None)
+    if resume is not None:
+        check_model_fits(resume, model)
+        resume.release()  # Composer reads it again; do not hold two copies
     compile_model(model, cfg)
     train_spec, evaluator = build_dataloaders(cfg, tokens)
     record = RunRecord(model.model.config, cfg.tokenizer, cfg.save_folder, recipe_to_dict(cfg))
     loggers = build_loggers(cfg)
-    return MLMTrainer(
+    trainer = MLMTrainer(
         run_name=cfg.run_name,
         seed=cfg.seed,
         model=model,
@@ -259,20 +276,26 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         save_folder=cfg.save_folder,
         save_interval=cfg.save_interval,
         save_num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep,
-        autoresume=cfg.autoresume,
         # A crash can leave checkpoints newer than the one autoresume picks (written before
         # the latest link moved); they belong to this same run, so replace them.
         save_overwrite=cfg.autoresume,
-        **phase_load_args(cfg),
+        **phase_load_args(cfg, resume),
     )
+    install_save_guards(trainer, cfg.nonfinite_check_interval, cfg.save_num_checkpoints_to_keep)
+    return trainer
 
 
 def run(recipe: str | Path, overrides: list[str] | None = None) -> Trainer:
     """Load + validate the recipe, build the trainer, fit, close: what main.py does."""
     cfg = load_recipe(recipe, overrides or [], world_size=_world_size())
-    trainer = build_trainer(cfg)
+    lock = lock_save_folder(cfg.save_folder)  # before anything reads or writes the folder
     try:
-        trainer.fit()
+        trainer = build_trainer(cfg)
+        try:
+            trainer.fit()
+        finally:
+            trainer.close()
     finally:
-        trainer.close()
+        if lock is not None:
+            lock.release()
     return trainer

@@ -20,8 +20,9 @@ from modernbert.data.prep.documents import Document, Item, SourceError
 from modernbert.data.prep.encode import BatchEncoder
 from modernbert.data.prep.readers import ReadOptions
 from modernbert.data.prep.sources import Source, capped_documents, iter_items, make_sources
-from modernbert.data.prep.staging import staged_output
+from modernbert.data.prep.staging import OUTPUT_KIND, staged_output
 from modernbert.data.prep.summary import SPLITS, Summary
+from modernbert.safe_output import check_output_folder
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -84,6 +85,8 @@ def convert(
     for name, cap in (("max_docs", max_docs), ("max_bytes", max_bytes)):
         if cap is not None and cap < 1:
             raise ValueError(f"{name} must be >= 1, got {cap}")
+    # refuse an output that is, holds or lies in an input (or the tokenizer) before any work
+    check_output_folder(output, OUTPUT_KIND, overwrite, [*inputs, tokenizer])
     sources = make_sources(inputs, ReadOptions(text_field=text_field), extensions)
     tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str | Path) else tokenizer
     if not hasattr(tok, "backend_tokenizer"):
@@ -159,9 +162,15 @@ def _write_splits(
     from streaming import MDSWriter
     from tqdm import tqdm
 
+    from modernbert.data.shard_hash import SHARD_HASH
+
     writers = {
         s: MDSWriter(
-            out=str(out / s), columns=COLUMNS, compression=compression, size_limit=shard_bytes
+            out=str(out / s),
+            columns=COLUMNS,
+            compression=compression,
+            size_limit=shard_bytes,
+            hashes=[SHARD_HASH],
         )
         for s in SPLITS
     }

@@ -1,6 +1,7 @@
 """Write into a temp folder beside the output and rename it into place only when complete.
 
-An interrupted or failed conversion therefore never leaves a folder that looks complete.
+An interrupted or failed conversion therefore never leaves a folder that looks complete, and
+the temp folders of a killed one (whose process is gone) are removed by the next run.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from modernbert.safe_output import check_output_folder
+
+OUTPUT_KIND = "MDS conversion"
+
 
 def check_output(output: Path, overwrite: bool) -> None:
-    """Fail early (before any work) if `output` cannot be (re)placed."""
-    if output.is_file():
-        raise FileExistsError(f"output {output} is a file, not a folder")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise FileExistsError(f"output {output} already exists; pass --overwrite to replace it")
+    """Fail early (before any work) if `output` cannot be (re)placed: only a previous
+    conversion output is replaced, and only with `overwrite`."""
+    check_output_folder(output, OUTPUT_KIND, overwrite)
     if not output.parent.is_dir():
         raise FileNotFoundError(f"parent folder of output does not exist: {output.parent}")
 
@@ -28,6 +31,7 @@ def staged_output(output: str | Path, overwrite: bool = False) -> Iterator[Path]
     """Yield a fresh temp folder; on success it becomes `output`, on any error it is removed."""
     output = Path(output).expanduser().absolute()
     check_output(output, overwrite)
+    remove_abandoned(output)
     tmp = output.with_name(f"{output.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     tmp.mkdir()
     try:
@@ -36,6 +40,29 @@ def staged_output(output: str | Path, overwrite: bool = False) -> Iterator[Path]
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_abandoned(output: Path) -> list[Path]:
+    """Remove the temp (and half-replaced old) folders of conversions into `output` whose
+    process no longer runs: a killed conversion leaves them behind."""
+    removed = []
+    for leftover in output.parent.glob(f"{output.name}.*-*-*"):
+        kind, _, rest = leftover.name[len(output.name) + 1 :].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("tmp", "old") and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed.append(leftover)
+    return removed
 
 
 def _publish(tmp: Path, output: Path, overwrite: bool) -> None:
