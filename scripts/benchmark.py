@@ -45,6 +45,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="write a torch.profiler table of one step of every side and scenario to this folder",
     )
     p.add_argument(
+        "--no-loss-memory",
+        action="store_true",
+        help="skip the head + loss peak-memory figure (plain vs chunked at 10k x 50k)",
+    )
+    p.add_argument(
         "--hf-compile",
         action="store_true",
         help="let transformers torch.compile its MLP/head (its CUDA default); off: eager",
@@ -76,6 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
     preset = get_preset(args.preset).replace(
         **{k: v for k, v in overrides.items() if v is not None}
     )
+    if args.no_loss_memory:
+        preset = preset.replace(loss_memory=None)
 
     def write_json(result: dict) -> None:
         if args.json:

@@ -64,7 +64,7 @@ python3 -m modernbert.bench.train_run summarize "$OUT/train_metrics.jsonl" --win
   --json "$OUT/train_summary.json" 2>&1 | tee -a "$OUT/status.txt"
 
 # 3. top kernels of the same recipe's steps (compiled regions; 3 warm-up steps, 2 profiled)
-step profile_train "${PROFILE_LIMIT:-45}" python3 -m modernbert.bench.train_run profile \
+step profile_train "${PROFILE_LIMIT:-60}" python3 -m modernbert.bench.train_run profile \
   --out "$OUT/profiles" "${BASE[@]}"
 head -n 30 "$OUT/profiles/train_step_top_ops.txt" 2>/dev/null
 
@@ -73,7 +73,7 @@ head -n 30 "$OUT/profiles/train_step_top_ops.txt" 2>/dev/null
 step gpu_tests "${TESTS_LIMIT:-90}" python3 -m pytest -q -m gpu -p no:cacheprovider tests
 
 # 5. ours vs transformers (figures written after every scenario)
-step benchmark "${BENCH_LIMIT:-110}" python3 scripts/benchmark.py --preset gpu-base \
+step benchmark "${BENCH_LIMIT:-100}" python3 scripts/benchmark.py --preset gpu-base \
   --seq-lens 1024 8192 --backends auto --warmup 1 --repeats 2 --steps 2 \
   --json "$OUT/bench_gpu.json"
 cat "$OUT/status.txt"

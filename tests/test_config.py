@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from modernbert.data.config import MLMLoaderConfig, StreamConfig
 from modernbert.model import ModernBertConfig
-from modernbert.train.callbacks import NoOptions, SpeedMonitorConfig
+from modernbert.train.callbacks import GradNormConfig, NoOptions, SpeedMonitorConfig
 from modernbert.train.config import (
     FSDPConfig,
     TrainConfig,
@@ -106,7 +106,7 @@ def test_load_recipe_builds_typed_config(tmp_path):
     assert cfg.callbacks == {
         "speed_monitor": SpeedMonitorConfig(window_size=5),
         "lr_monitor": NoOptions(),
-        "grad_norm": NoOptions(),
+        "grad_norm": GradNormConfig(),
     }
     assert cfg.loggers["console"] == ConsoleConfig("5ba")
     assert cfg.loggers["wandb"] == WandBConfig(tags=["a"])

@@ -76,6 +76,10 @@ def test_ranks_get_disjoint_data_and_the_run_used_it(ddp_run):
     model = build_model(cfg, tokens).eval()
     with torch.no_grad():
         rank_losses = [float(model(b).loss) for b in batches]
+    # The step's loss is the mean over the masked tokens of both ranks: each rank's loss
+    # weighs by its masked tokens (Composer accumulates on loss-generating tokens).
+    masked = [b["layout"].num_masked for b in batches]
     logged = read_losses(run_dir / "metrics.jsonl")[0]
-    assert logged == pytest.approx(sum(rank_losses) / 2, abs=1e-5)
+    expected = sum(n * loss for n, loss in zip(masked, rank_losses)) / sum(masked)
+    assert logged == pytest.approx(expected, abs=1e-5)
     assert all(abs(logged - loss) > 1e-4 for loss in rank_losses)

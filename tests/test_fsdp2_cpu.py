@@ -28,6 +28,7 @@ def _recipe(corpus, run_dir: Path, **overrides) -> Path:
         "device_train_microbatch_size": 4,
         "eval_loader": None,
         "autoresume": True,
+        "callbacks": {"lr_monitor": {}, "grad_norm": {"interval": 1}},  # a norm every step
     }
     recipe = tiny_recipe(corpus, run_dir, **{**settings, **overrides})
     return write_recipe(recipe, run_dir / "recipe.yaml")
