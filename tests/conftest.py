@@ -191,4 +191,6 @@ def run_composer(
         errors = "".join(p.read_text()[-4000:] for p in sorted(run_dir.glob("rank*.err")))
         if PORT_TAKEN not in (done.stderr + errors).lower():
             break
-    raise AssertionError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}\n{errors}")
+    raise AssertionError(
+        f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}\n{errors}"
+    )
