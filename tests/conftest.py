@@ -165,9 +165,10 @@ def free_port() -> int:
 
 def run_composer(
     recipe: Path, *overrides: str, ranks: int = 2, timeout: float = 300, attempts: int = 3
-) -> None:
+) -> subprocess.CompletedProcess:
     """`composer -n RANKS main.py RECIPE overrides...` (gloo on the CPU), each rank's output in
-    the recipe's folder as rank{N}.out / rank{N}.err; raises with their tails on failure.
+    the recipe's folder as rank{N}.out / rank{N}.err (rank 0's stdout: the returned
+    CompletedProcess's); raises with their tails on failure.
 
     The rendezvous port is picked free, but on a shared machine another process can take it
     before the launcher binds it; that failure (and only that one) is retried on a new port.
@@ -187,8 +188,10 @@ def run_composer(
             cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=timeout
         )
         if done.returncode == 0:
-            return
+            return done
         errors = "".join(p.read_text()[-4000:] for p in sorted(run_dir.glob("rank*.err")))
         if PORT_TAKEN not in (done.stderr + errors).lower():
             break
-    raise AssertionError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}\n{errors}")
+    raise AssertionError(
+        f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}\n{errors}"
+    )

@@ -51,6 +51,13 @@ def test_fsdp2_trains_and_writes_sharded_checkpoints(fsdp2_run):
         assert sorted(p.name for p in folder.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
 
 
+def test_rerun_of_a_finished_sharded_run_says_it_is_complete(fsdp2_run):
+    metrics = (fsdp2_run / "metrics.jsonl").read_text()
+    done = run_composer(fsdp2_run / "recipe.yaml")  # exit 0 on both ranks, nothing trained
+    assert "run tiny is complete" in done.stdout
+    assert (fsdp2_run / "metrics.jsonl").read_text() == metrics
+
+
 def test_fsdp2_matches_ddp_step_for_step(fsdp2_run, tiny_corpus, tmp_path):
     """Same data, same seed, two ranks: sharded weights must not change the training. This
     also pins the gradient average (gloo's reduce-scatter sums where FSDP2 asks for AVG;

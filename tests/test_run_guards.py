@@ -173,3 +173,27 @@ def test_full_disk_is_one_line_naming_the_folder(tiny_corpus, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
     assert f"error: no space left on device writing a checkpoint into {folder}" in err
+
+
+def test_nonfinite_flag_is_kept_without_reading_the_device(monkeypatch):
+    # The per-microbatch bookkeeping must not ask the device for a number (no .item(),
+    # no bool() of a tensor): only check() reads the flag, at intervals and before saves.
+    from types import SimpleNamespace
+
+    from modernbert.train.guards import NonFiniteGuard
+
+    guard = NonFiniteGuard(check_interval=10)
+    losses = [torch.tensor(1.0), torch.tensor(float("nan")), torch.tensor(2.0)]
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__"):
+        monkeypatch.setattr(torch.Tensor, name, _no_sync(name))
+    for step, loss in enumerate(losses, start=5):
+        guard.after_loss(SimpleNamespace(loss=loss, timestamp=SimpleNamespace(batch=step)), None)
+    monkeypatch.undo()
+    assert int(guard._first_bad) == 6  # the first non-finite step, kept on the device
+
+
+def _no_sync(name: str):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"Tensor.{name} called: a device sync in the training step")
+
+    return refuse

@@ -60,7 +60,7 @@ class DocumentSource:
     def __init__(self, cfg: MLMLoaderConfig) -> None:
         self.shuffle = cfg.shuffle
         self.shuffle_seed = cfg.shuffle_seed
-        streams = []
+        streams: list[dict[str, Any]] = []  # Stream arguments (fresh Streams per attempt)
         folders = []
         for name, sc in cfg.streams.items():
             split = sc.split if sc.split is not None else cfg.split
@@ -70,7 +70,7 @@ class DocumentSource:
             weights = {"proportion": sc.proportion, "repeat": sc.repeat, "choose": sc.choose}
             weights = {k: v for k, v in weights.items() if v is not None}
             streams.append(
-                Stream(
+                dict(
                     remote=sc.remote,
                     local=sc.local,
                     split=split or None,
@@ -81,8 +81,8 @@ class DocumentSource:
             folders.append((name, folder, _stream_folder(sc.remote, split) if sc.remote else None))
         try:
             self._dataset = open_dataset(
-                lambda: StreamingDataset(
-                    streams=streams,
+                lambda: StreamingDataset(  # fresh Streams per attempt: streaming edits them
+                    streams=[Stream(**kwargs) for kwargs in streams],
                     shuffle=cfg.shuffle,
                     shuffle_seed=cfg.shuffle_seed,
                     epoch_size=cfg.epoch_size,

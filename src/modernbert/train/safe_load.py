@@ -144,6 +144,24 @@ def check_not_complete(checkpoint: VerifiedCheckpoint, max_duration: str, run_na
         )
 
 
+def check_state_not_complete(state: Any, run_name: str) -> None:
+    """Raise RunComplete when a built Trainer's restored time already reached max_duration.
+
+    The same question as ``check_not_complete``, asked after Composer loaded the checkpoint:
+    it also covers sharded checkpoints, whose time cannot be read before that.
+    """
+    limit = state.max_duration
+    if limit is None:
+        return
+    reached = state.timestamp.get(limit.unit)
+    if reached >= limit:
+        raise RunComplete(
+            f"run {run_name} is complete: it resumed at {reached.value}{limit.unit.value} of "
+            f"max_duration {limit.value}{limit.unit.value}; nothing to do (raise max_duration "
+            "to train on)"
+        )
+
+
 def check_model_fits(checkpoint: VerifiedCheckpoint, model: nn.Module) -> None:
     """The checkpoint's model tensors must have the names and shapes of ``model``'s (a
     ComposerModel, whose keys carry the ``model.`` prefix as the checkpoint's do)."""

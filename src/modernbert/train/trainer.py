@@ -40,6 +40,7 @@ from modernbert.train.safe_load import (
     VerifiedCheckpoint,
     check_model_fits,
     check_not_complete,
+    check_state_not_complete,
     refuse_stale_save_folder,
     resume_checkpoint,
     verify_checkpoint,
@@ -292,6 +293,7 @@ def run(recipe: str | Path, overrides: list[str] | None = None) -> Trainer:
     try:
         trainer = build_trainer(cfg)
         try:
+            check_state_not_complete(trainer.state, cfg.run_name)
             trainer.fit()
         finally:
             trainer.close()
