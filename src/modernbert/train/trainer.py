@@ -25,7 +25,9 @@ from modernbert.train.callbacks import build_callbacks
 from modernbert.train.checkpoint import find_checkpoint, init_model_from
 from modernbert.train.composer_model import METRICS, ComposerMLM
 from modernbert.train.config import CompileOptions, TrainConfig, load_recipe, recipe_to_dict
+from modernbert.train.data_check import check_run_data
 from modernbert.train.export import RunRecord
+from modernbert.train.init_hf import load_hf_weights, resolve_hf_init, tokenizer_for
 from modernbert.train.loggers import build_loggers
 from modernbert.train.optim import build_optimizer
 from modernbert.train.schedulers import build_scheduler
@@ -92,6 +94,8 @@ def build_model(cfg: TrainConfig, tokens: TokenSpec) -> ComposerMLM:
     if init is not None:
         if resumes(cfg):
             print(f"init_from: skipped, resuming the checkpoint in {cfg.save_folder}", flush=True)
+        elif init.hf:
+            load_hf_weights(model, init.hf)
         elif init.reset_optimizer:
             init_model_from(model, init.path, init.mode)
     return ComposerMLM(model)
@@ -178,8 +182,11 @@ def compile_config_for(cfg: TrainConfig) -> dict[str, Any] | None:
 
 def build_trainer(cfg: TrainConfig) -> Trainer:
     """Every part of the run, built from the recipe, wired into one Composer Trainer."""
-    tokenizer = load_tokenizer(cfg.tokenizer)
+    tokenizer = load_tokenizer(tokenizer_for(cfg))
+    cfg = resolve_hf_init(cfg, tokenizer)  # init_from.hf: the checkpoint's model and tokenizer
     tokens = TokenSpec.from_tokenizer(tokenizer)
+    check_special_ids(cfg.model, tokens)
+    check_run_data(cfg, tokenizer)  # before anything is built or written
     model = build_model(cfg, tokens)
     train_spec, evaluator = build_dataloaders(cfg, tokens)
     record = RunRecord(model.model.config, cfg.tokenizer, cfg.save_folder, recipe_to_dict(cfg))
