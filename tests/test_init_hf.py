@@ -160,8 +160,8 @@ def other_tokenizer(tmp_path_factory) -> Path:
 
 def _refused(recipe: dict, tmp_path: Path, match: str) -> None:
     from modernbert.train import RecipeError
-    from modernbert.train.trainer import build_trainer
     from modernbert.train.config import load_recipe
+    from modernbert.train.trainer import build_trainer
 
     cfg = load_recipe(write_recipe(recipe, tmp_path / "recipe.yaml"))
     with pytest.raises(RecipeError, match=match):

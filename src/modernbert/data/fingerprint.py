@@ -18,7 +18,15 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 FINGERPRINT_KEY = "tokenizer_fingerprint"  # its key in summary.json's "config"
-_ROLES = ("cls_token", "sep_token", "mask_token", "pad_token", "unk_token", "bos_token", "eos_token")
+_ROLES = (
+    "cls_token",
+    "sep_token",
+    "mask_token",
+    "pad_token",
+    "unk_token",
+    "bos_token",
+    "eos_token",
+)
 
 
 def tokenizer_fingerprint(tok: PreTrainedTokenizerBase) -> str:

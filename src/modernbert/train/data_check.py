@@ -62,7 +62,9 @@ def stream_record(name: str, local: str, split: str | None) -> StreamRecord:
 
 def loader_records(loader: MLMLoaderConfig) -> list[StreamRecord]:
     return [
-        stream_record(name, stream.local, stream.split if stream.split is not None else loader.split)
+        stream_record(
+            name, stream.local, stream.split if stream.split is not None else loader.split
+        )
         for name, stream in loader.streams.items()
     ]
 
@@ -114,7 +116,9 @@ def check_token_ids(loader: MLMLoaderConfig, key: str, vocab_size: int) -> None:
         )
     if len(known) < len(records):
         unknown = ", ".join(r.name for r in records if r.max_token_id is None)
-        print(f"{key}: no max_token_id recorded for {unknown}; scanning the shards once", flush=True)
+        print(
+            f"{key}: no max_token_id recorded for {unknown}; scanning the shards once", flush=True
+        )
         largest = scan_max_token_id(loader)
         if largest >= vocab_size:
             raise RecipeError(
