@@ -74,31 +74,36 @@ def test_stock_config_of_any_vocab_converts_with_unknown_special_ids():
     assert config_from_hf(transformers.ModernBertConfig(), mask_token_id=7).mask_token_id == 7
 
 
-def test_model_starts_from_the_hf_weights(tiny_corpus, stock_folder, tmp_path):
-    from transformers import AutoModelForMaskedLM
-
+def built_from_hf(corpus, folder: Path, run_dir: Path):
+    """(resolved recipe, our model built as a run would build it, tokenizer)."""
     from modernbert.data.tokenizer import TokenSpec, load_tokenizer
     from modernbert.train.config import load_recipe
     from modernbert.train.init_hf import resolve_hf_init, tokenizer_for
     from modernbert.train.trainer import build_model
 
-    path = write_recipe(hf_recipe(tiny_corpus, tmp_path, stock_folder), tmp_path / "r.yaml")
-    cfg = load_recipe(path)
+    cfg = load_recipe(write_recipe(hf_recipe(corpus, run_dir, folder), run_dir / "r.yaml"))
     tokenizer = load_tokenizer(tokenizer_for(cfg))
     cfg = resolve_hf_init(cfg, tokenizer)
+    model = build_model(cfg, TokenSpec.from_tokenizer(tokenizer)).model.eval()
+    return cfg, model, tokenizer
+
+
+def test_model_starts_from_the_hf_weights(tiny_corpus, stock_folder, tmp_path):
+    from transformers import AutoModelForMaskedLM
+
+    cfg, ours, tokenizer = built_from_hf(tiny_corpus, stock_folder, tmp_path)
     assert cfg.tokenizer == str(stock_folder)  # the folder's own tokenizer
     assert cfg.model.vocab_size == HF_VOCAB and cfg.model.hidden_size == 64
     # ids the stock config lacks or holds as 50k-vocab defaults come from the tokenizer
     assert cfg.model.mask_token_id == tokenizer.mask_token_id
     assert cfg.model.cls_token_id == tokenizer.cls_token_id
-    ours = build_model(cfg, TokenSpec.from_tokenizer(tokenizer)).model.eval()
     theirs = AutoModelForMaskedLM.from_pretrained(stock_folder).eval()
     ids = torch.tensor([[tokenizer.cls_token_id, 100, 200, 300, tokenizer.sep_token_id]])
     with torch.no_grad():
         torch.testing.assert_close(ours(ids).logits, theirs(ids).logits, atol=1e-5, rtol=1e-5)
 
 
-def test_continued_loss_falls_and_export_gives_our_logits(continued, tmp_path):
+def test_continued_loss_falls_and_export_gives_our_logits(tiny_corpus, continued, tmp_path):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     from modernbert.train.export import export_checkpoint, model_from_checkpoint
@@ -119,6 +124,21 @@ def test_continued_loss_falls_and_export_gives_our_logits(continued, tmp_path):
         mine = ours(enc["input_ids"], attention_mask=enc["attention_mask"]).logits
     keep = enc["attention_mask"].bool()
     torch.testing.assert_close(theirs[keep], mine[keep], atol=1e-4, rtol=1e-4)
+    # the exported folder is itself a valid init_from.hf: the next run starts where this ended
+    _, again, _ = built_from_hf(tiny_corpus, out, tmp_path / "next")
+    with torch.no_grad():
+        resumed = again(enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+    torch.testing.assert_close(resumed[keep], mine[keep], atol=1e-5, rtol=1e-5)
+
+
+def test_continue_base_recipe_is_a_short_low_lr_run_with_decay():
+    from modernbert.train.config import load_recipe
+
+    cfg = load_recipe(Path(__file__).resolve().parents[1] / "yamls" / "continue_base.yaml")
+    assert cfg.init_from.hf == "answerdotai/ModernBERT-base" and cfg.tokenizer is None
+    assert cfg.optimizer.lr < 8e-4  # below pretraining's peak
+    assert cfg.scheduler.t_warmup == "0.02dur" and cfg.scheduler.decay_shape == "1-sqrt"
+    assert cfg.train_loader.mlm_probability == 0.3
 
 
 def test_shape_keys_next_to_hf_are_refused(tiny_corpus, stock_folder, tmp_path):
