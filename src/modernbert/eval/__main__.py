@@ -110,6 +110,10 @@ COMMANDS = {"glue": _glue, "make-code-prose": _make_code_prose}
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "no_progress", True):  # datasets' map/save bars too (make-code-prose)
+        import datasets
+
+        datasets.disable_progress_bars()
     try:
         return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError) as err:  # bad input: one line, no traceback

@@ -44,14 +44,21 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 
 def load_classifier(task: TaskSpec, init: Path, from_other_task: bool):
+    """The encoder (and head body) of `init` with a fresh classifier for `task`."""
     from transformers import ModernBertForSequenceClassification
+    from transformers.utils import logging
 
-    return ModernBertForSequenceClassification.from_pretrained(
-        init,
-        num_labels=task.num_labels,
-        problem_type="regression" if task.regression else "single_label_classification",
-        ignore_mismatched_sizes=from_other_task,  # MNLI's 3-way classifier -> this task's
-    )
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()  # "newly initialized: classifier" is the point, not news
+    try:
+        return ModernBertForSequenceClassification.from_pretrained(
+            init,
+            num_labels=task.num_labels,
+            problem_type="regression" if task.regression else "single_label_classification",
+            ignore_mismatched_sizes=from_other_task,  # MNLI's 3-way classifier -> this task's
+        )
+    finally:
+        logging.set_verbosity(level)
 
 
 def _batches(loader: DataLoader, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:

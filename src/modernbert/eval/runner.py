@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,7 +41,6 @@ class EvalOptions:
     wandb_project: str | None = None
     progress: bool = True
     device: str | None = None  # None: cuda when available, else cpu
-    extra: dict[str, Any] = field(default_factory=dict)  # recorded in results.json
 
 
 class RecordLog:
@@ -131,7 +130,17 @@ def run_eval(opts: EvalOptions) -> dict[str, Any]:
     return report
 
 
-def _run_task(task, opts, splits, collate, device, log, bar, mnli_start) -> dict[str, Any]:
+def _run_task(
+    task: TaskSpec,
+    opts: EvalOptions,
+    splits: dict[str, Any],
+    collate: Any,
+    device: torch.device,
+    log: RecordLog,
+    bar: Any,
+    mnli_start: dict[int, Path],
+) -> dict[str, Any]:
+    """The task's LR grid x seeds; MNLI leaves its best-LR encoders in `mnli_start`."""
     lrs, epochs, batch = _recipe(task, opts)
     keep_mnli = task.name == MNLI and opts.from_mnli and any(t.from_mnli for t in opts.tasks)
     from_mnli = task.from_mnli and opts.from_mnli and bool(mnli_start)

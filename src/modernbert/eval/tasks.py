@@ -39,8 +39,11 @@ class TaskSpec:
         return self.num_labels == 1
 
 
+GLUE_HUB = "nyu-mll/glue"  # the hub's GLUE (what load_dataset("glue", ...) redirects to)
+
+
 def _glue(name: str, **kwargs) -> TaskSpec:
-    return TaskSpec(name=name, hub=("glue", name), **kwargs)
+    return TaskSpec(name=name, hub=(GLUE_HUB, name), **kwargs)
 
 
 TASKS: dict[str, TaskSpec] = {
