@@ -20,8 +20,8 @@ from pathlib import Path
 from modernbert.eval.tasks import CODE_PROSE
 
 LABEL_NAMES = ("prose", "code")
-DEFAULT_SNIPPET_CHARS = 300
-DEFAULT_PER_CLASS = 600  # train + validation examples per class
+DEFAULT_SNIPPET_CHARS = 200
+DEFAULT_PER_CLASS = 300  # train + validation examples per class: a demo step of ~a minute
 DEFAULT_VAL_FRACTION = 0.25
 DEFAULT_MAX_BYTES = 4 * 2**20  # of corpus read: far more than the snippets need
 
