@@ -153,6 +153,10 @@ def test_shape_keys_next_to_hf_are_refused(tiny_corpus, stock_folder, tmp_path):
     del recipe["model"]["hidden_size"]
     with pytest.raises(RecipeError, match=r"init_from.mode: 'tile' is not available with hf"):
         load_recipe(write_recipe(recipe, tmp_path / "r.yaml"))
+    recipe["init_from"] = {"mode": "weights"}
+    with pytest.raises(RecipeError, match=r"init_from: set path .* or hf") as err:
+        load_recipe(write_recipe(recipe, tmp_path / "r.yaml"))
+    assert "tokenizer: missing (required unless init_from.hf)" in str(err.value)
 
 
 def test_summary_records_fingerprint_and_max_id(tiny_corpus):

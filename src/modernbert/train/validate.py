@@ -182,9 +182,15 @@ def _checkpoints(cfg: TrainConfig, world_size: int) -> list[str]:
 
 def _init_from_problems(cfg: TrainConfig) -> list[str]:
     init = cfg.init_from
+    out = (
+        []
+        if cfg.tokenizer or (init and init.hf)
+        else ["tokenizer: missing (required unless init_from.hf)"]
+    )
+    if init is not None and not init.hf and not init.path:
+        out.append("init_from: set path (our checkpoint) or hf (a Hugging Face model)")
     if init is None or not init.hf:
-        return [] if cfg.tokenizer else ["tokenizer: missing (required unless init_from.hf)"]
-    out = []
+        return out
     if init.path is not None:
         out.append("init_from: set path (our checkpoint) or hf (a Hugging Face model), not both")
     if init.mode != "weights":
