@@ -43,7 +43,7 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return math.ceil(num_examples / batch_size)
 
 
-def load_classifier(task: TaskSpec, init: Path, from_other_task: bool):
+def load_classifier(task: TaskSpec, init: Path, from_other_task: bool) -> Any:
     """The encoder (and head body) of `init` with a fresh classifier for `task`."""
     from transformers import ModernBertForSequenceClassification
     from transformers.utils import logging
@@ -86,14 +86,14 @@ def _autocast(device: torch.device):
 
 def finetune(
     spec: RunSpec,
-    train,
+    train: Any,
     evals: dict[str, Any],
-    collate,
+    collate: Any,
     device: torch.device,
     log: Log,
     on_step: Callable[[], None],
     from_other_task: bool = False,
-):
+) -> tuple[Any, dict[str, dict[str, float]]]:
     """Train one run; returns (model, {split: {metric: value}} of the last epoch)."""
     from transformers import get_linear_schedule_with_warmup, set_seed
 
