@@ -4,6 +4,8 @@
 #   2. train the three demo phases: pretrain (seq 128) -> context extension (seq 512) -> decay
 #   3. export the last checkpoint to a Hugging Face folder
 #   4. print first/last losses per phase and fill-mask predictions from stock transformers
+#   5. a downstream number: fine-tune the exported model on code-vs-prose snippets of the
+#      same corpus (python -m modernbert.eval, the GLUE code path) and print the table
 # Everything goes to demo_out/ (`make clean-demo` removes it). A rerun resumes or skips
 # finished phases (autoresume).
 set -euo pipefail
@@ -75,4 +77,13 @@ for text in [
     top = fill(text, top_k=3)
     print(f"{text!r:52s} -> " + ", ".join(f"{p['token_str'].strip()!r} {p['score']:.2f}" for p in top))
 PY
+echo
+echo "== downstream: fine-tune the exported model to tell code from prose (3 seeds)"
+t0=$(date +%s)
+if [ ! -f "$OUT/eval_data/code_prose/dataset_dict.json" ]; then
+  "$PY" -m modernbert.eval make-code-prose --output "$OUT/eval_data"
+fi
+"$PY" -m modernbert.eval glue --model "$OUT/hf" --tasks code_prose --data "$OUT/eval_data" \
+  --seeds 3 --output "$OUT/eval" --no-progress
+echo "downstream eval $(( $(date +%s) - t0 )) s"
 echo "== demo finished in $(( $(date +%s) - start )) s"

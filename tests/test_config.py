@@ -257,7 +257,7 @@ def test_missing_required_values(tmp_path):
     assert "train_loader.streams.code.local: missing required value (str)" in text
     assert "scheduler.t_warmup: missing required value (str)" in text
     text = problems_of(tmp_path, RECIPE, ["tokenizer=null"])
-    assert "tokenizer: missing value (expected str)" in text
+    assert "tokenizer: missing (required unless init_from.hf)" in text
 
 
 def test_dataclass_post_init_errors_carry_the_path(tmp_path):

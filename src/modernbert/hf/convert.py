@@ -49,6 +49,13 @@ _SAME_FIELDS = (
     "sparse_prediction",
 )
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModernBertConfig)}
+# Token ids transformers' config may lack (mask), or hold as its ModernBERT-vocab defaults
+# whatever the vocab size (pad/cls/sep): read only when they fit the vocabulary.
+_SPECIAL_IDS = ("pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id")
+
+
+def _in_vocab(value: Any, vocab_size: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < vocab_size
 
 
 def hf_config(
@@ -69,7 +76,11 @@ def hf_config(
 
 def config_from_hf(hf: transformers.PretrainedConfig, **overrides: Any) -> ModernBertConfig:
     """Our config for a transformers ModernBERT config; `overrides` set our own fields
-    (`attn_backend`, `gradient_checkpointing`, or a `mask_token_id` the config lacks)."""
+    (`attn_backend`, `gradient_checkpointing`, or a `mask_token_id` the config lacks).
+
+    Any vocabulary size converts: a special token id the config lacks, or one outside its
+    vocabulary (transformers' defaults are ModernBERT's 50k-vocab ids), becomes None; the
+    tokenizer fills them in where a run needs them (`modernbert.train.init_hf`)."""
     if getattr(hf, "model_type", None) != "modernbert":
         raise ValueError(f"expected a ModernBERT config, got model_type={hf.model_type!r}")
     if getattr(hf, "rope_scaling", None):
@@ -80,6 +91,9 @@ def config_from_hf(hf: transformers.PretrainedConfig, **overrides: Any) -> Moder
     for name in _SAME_FIELDS:
         value = getattr(hf, name, None)
         values[name] = _DEFAULTS[name] if value is None else value
+    for name in _SPECIAL_IDS:  # unknown stays unknown: the network does not need them
+        value = getattr(hf, name, None)
+        values[name] = value if _in_vocab(value, values["vocab_size"]) else None
     if getattr(hf, "local_rope_theta", None) is None:  # transformers: local falls back to global
         values["local_rope_theta"] = values["global_rope_theta"]
     head_act = getattr(hf, "classifier_activation", values["hidden_activation"])

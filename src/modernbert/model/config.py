@@ -69,14 +69,16 @@ class ModernBertConfig:
     projections use initializer_range / sqrt(2 * num_hidden_layers) (Megatron style)."""
     initializer_cutoff_factor: float = 2.0
     """The init is truncated at +-cutoff_factor * std."""
-    pad_token_id: int = 50283
-    """Id of [PAD] (ModernBERT's public tokenizer)."""
-    cls_token_id: int = 50281
+    pad_token_id: int | None = 50283
+    """Id of [PAD] (ModernBERT's public tokenizer). The special ids describe the tokenizer
+    for export and training checks; the network never reads them, so None (unknown, e.g. a
+    transformers config that lacks one) is allowed."""
+    cls_token_id: int | None = 50281
     """Id of [CLS]."""
-    sep_token_id: int = 50282
+    sep_token_id: int | None = 50282
     """Id of [SEP]."""
-    mask_token_id: int = 50284
-    """Id of [MASK]."""
+    mask_token_id: int | None = 50284
+    """Id of [MASK] (not a transformers field: stock configs leave it unset)."""
     attn_backend: str = "sdpa"
     """Attention kernel: 'sdpa' (CPU and GPU), 'flash_attn' (CUDA + flash-attn), 'flex'
     (flex_attention, compiled on CUDA; eager elsewhere, for tests) or 'auto' (flash_attn
@@ -154,8 +156,10 @@ class ModernBertConfig:
             )
         for name in ("pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id"):
             value = getattr(self, name)
+            if value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+                raise ValueError(f"{name} must be a non-negative integer or null, got {value!r}")
             if value >= self.vocab_size:
                 raise ValueError(
                     f"{name}={value} is outside the vocabulary (size {self.vocab_size})"

@@ -27,6 +27,7 @@ from modernbert.data.config import BatchSizeWarmup, MLMLoaderConfig
 from modernbert.model import ModernBertConfig
 from modernbert.train.callbacks import CALLBACKS
 from modernbert.train.convert import Interval, Keyed, Named, RecipeError, convert
+from modernbert.train.init_hf import hf_recipe_problems
 from modernbert.train.loggers import LOGGERS
 from modernbert.train.optim import OPTIMIZERS, OptimizerConfig
 from modernbert.train.schedulers import SCHEDULERS
@@ -109,9 +110,13 @@ class ParallelismConfig:
 
 @dataclass
 class InitFromConfig:
-    """Start a new phase from an earlier checkpoint's weights (fresh time, data and schedule)."""
+    """Start a new phase from an earlier checkpoint's weights (fresh time, data and schedule):
+    our Composer checkpoint (`path`) or a Hugging Face ModernBERT (`hf`, see init_hf.py)."""
 
-    path: str  # Composer checkpoint file or folder (its latest checkpoint)
+    path: str | None = None  # Composer checkpoint file or folder (its latest checkpoint)
+    # Hugging Face ModernBERT folder or hub name: its config.json sets the model, its
+    # tokenizer is the run's unless `tokenizer` is set (modernbert.train.init_hf)
+    hf: str | None = None
     # weights: copy the weights as they are; tile: centre-tile smaller weights into this model
     mode: Literal["weights", "tile"] = "weights"
     reset_optimizer: bool = True  # start the optimizer fresh (must be true for tile)
@@ -135,12 +140,14 @@ class TrainConfig:
     """One training run (one phase), mapping 1:1 onto the YAML recipe."""
 
     run_name: str  # names the run, its folders ({run_name}) and its W&B run
-    tokenizer: str  # tokenizer folder or hub name (modernbert.data.tokenizer.load_tokenizer)
     train_loader: MLMLoaderConfig  # training data: streams, sequence length, masking
     scheduler: Annotated[object, Named(SCHEDULERS)]  # LR schedule: {name: ..., options}
     max_duration: Interval  # run length, e.g. 1_700_000_000_000tok or 10000ba
     global_train_batch_size: int  # rows per optimizer step over all ranks
     seed: int = 17  # seeds model init, data order and masking
+    # tokenizer folder or hub name (modernbert.data.tokenizer.load_tokenizer); null only
+    # with init_from.hf, whose own tokenizer is then used
+    tokenizer: str | None = None
     model: ModernBertConfig = field(default_factory=ModernBertConfig)  # architecture
     eval_loader: MLMLoaderConfig | None = None  # evaluation data (null: no evaluation)
     # rows per forward/backward on one rank; null: the whole device batch at once ("auto",
@@ -219,6 +226,9 @@ def recipe_from_dict(data: dict[str, Any]) -> TrainConfig:
     run_name = data.get("run_name") if isinstance(data, dict) else None
     if isinstance(run_name, str):
         data = _substitute(data, "{run_name}", run_name)
+    problems = hf_recipe_problems(data)
+    if problems:
+        raise RecipeError(problems)
     return convert(TrainConfig, data)
 
 

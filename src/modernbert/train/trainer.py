@@ -32,8 +32,10 @@ from modernbert.train.config import (
     load_recipe,
     recipe_to_dict,
 )
+from modernbert.train.data_check import check_run_data
 from modernbert.train.export import RunRecord
 from modernbert.train.guards import check_enough_rows, install_save_guards, lock_save_folder
+from modernbert.train.init_hf import load_hf_weights, resolve_hf_init, tokenizer_for
 from modernbert.train.loggers import build_loggers
 from modernbert.train.optim import build_optimizer
 from modernbert.train.safe_load import (
@@ -95,6 +97,8 @@ def build_model(cfg: TrainConfig, tokens: TokenSpec, resuming: bool = False) -> 
     if init is not None:
         if resuming:
             print(f"init_from: skipped, resuming the checkpoint in {cfg.save_folder}", flush=True)
+        elif init.hf:
+            load_hf_weights(model, init.hf)
         elif init.reset_optimizer:
             init_model_from(model, init.path, init.mode)
     return ComposerMLM(model)
@@ -244,8 +248,11 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     if resume is not None:
         check_not_complete(resume, cfg.max_duration, cfg.run_name)
     refuse_stale_save_folder(cfg.save_folder, resuming=resume is not None)
-    tokenizer = load_tokenizer(cfg.tokenizer)
+    tokenizer = load_tokenizer(tokenizer_for(cfg))
+    cfg = resolve_hf_init(cfg, tokenizer)  # init_from.hf: the checkpoint's model and tokenizer
     tokens = TokenSpec.from_tokenizer(tokenizer)
+    check_special_ids(cfg.model, tokens)
+    check_run_data(cfg, tokenizer)  # before anything is built or written
     model = build_model(cfg, tokens, resuming=resume is not None)
     if resume is not None:
         check_model_fits(resume, model)

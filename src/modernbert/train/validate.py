@@ -82,15 +82,28 @@ def _batches(cfg: TrainConfig, world_size: int) -> list[str]:
 
 def _loaders(cfg: TrainConfig, world_size: int) -> list[str]:
     del world_size
-    loaders: dict[str, MLMLoaderConfig | None] = {
-        "train_loader": cfg.train_loader,
-        "eval_loader": cfg.eval_loader,
-    }
-    model = cfg.model
+    out = [
+        f"{key}.mlm_probability: {loader.mlm_probability} is outside (0, 1)"
+        for key, loader in _loader_items(cfg)
+        if not 0.0 < loader.mlm_probability < 1.0
+    ]
+    # With init_from.hf the model is known only once its config.json is read: init_hf.py
+    # runs `loader_model_problems` then (the recipe's model section is a placeholder).
+    if cfg.init_from is None or not cfg.init_from.hf:
+        out.extend(loader_model_problems(cfg))
+    return out
+
+
+def _loader_items(cfg: TrainConfig) -> list[tuple[str, MLMLoaderConfig]]:
+    loaders = {"train_loader": cfg.train_loader, "eval_loader": cfg.eval_loader}
+    return [(key, loader) for key, loader in loaders.items() if loader is not None]
+
+
+def loader_model_problems(cfg: TrainConfig) -> list[str]:
+    """Sequence lengths the model cannot take."""
+    model: ModernBertConfig = cfg.model
     out = []
-    for key, loader in loaders.items():
-        if loader is None:
-            continue
+    for key, loader in _loader_items(cfg):
         if loader.max_seq_len > model.max_position_embeddings:
             out.append(
                 f"{key}.max_seq_len: {loader.max_seq_len} is above "
@@ -101,8 +114,6 @@ def _loaders(cfg: TrainConfig, world_size: int) -> list[str]:
                 f"model.local_attention: window {model.local_attention} is larger than "
                 f"{key}.max_seq_len {loader.max_seq_len} (every layer would be global)"
             )
-        if not 0.0 < loader.mlm_probability < 1.0:
-            out.append(f"{key}.mlm_probability: {loader.mlm_probability} is outside (0, 1)")
     return out
 
 
@@ -153,6 +164,7 @@ def _checkpoints(cfg: TrainConfig, world_size: int) -> list[str]:
             "starts a new phase from weights; pick one"
         )
     init = cfg.init_from
+    out.extend(_init_from_problems(cfg))
     if init is not None and init.mode == "tile" and not init.reset_optimizer:
         out.append(
             "init_from.reset_optimizer: must be true with mode 'tile' (the optimizer state "
@@ -167,6 +179,26 @@ def _checkpoints(cfg: TrainConfig, world_size: int) -> list[str]:
         out.append(f"nonfinite_check_interval: must be >= 1, got {cfg.nonfinite_check_interval}")
     if cfg.max_grad_norm is not None and cfg.max_grad_norm <= 0:
         out.append(f"max_grad_norm: must be > 0 or null (no clipping), got {cfg.max_grad_norm}")
+    return out
+
+
+def _init_from_problems(cfg: TrainConfig) -> list[str]:
+    init = cfg.init_from
+    out = (
+        []
+        if cfg.tokenizer or (init and init.hf)
+        else ["tokenizer: missing (required unless init_from.hf)"]
+    )
+    if init is not None and not init.hf and not init.path:
+        out.append("init_from: set path (our checkpoint) or hf (a Hugging Face model)")
+    if init is None or not init.hf:
+        return out
+    if init.path is not None:
+        out.append("init_from: set path (our checkpoint) or hf (a Hugging Face model), not both")
+    if init.mode != "weights":
+        out.append(f"init_from.mode: {init.mode!r} is not available with hf (weights only)")
+    if not init.reset_optimizer:
+        out.append("init_from.reset_optimizer: must be true with hf (it has no optimizer state)")
     return out
 
 

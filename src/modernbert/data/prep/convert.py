@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from modernbert.data.fingerprint import FINGERPRINT_KEY, tokenizer_fingerprint
 from modernbert.data.prep.documents import Document, Item, SourceError
 from modernbert.data.prep.encode import BatchEncoder
 from modernbert.data.prep.readers import ReadOptions
@@ -96,6 +97,7 @@ def convert(
         config={
             "inputs": [str(s) if isinstance(s, str | Path) else s.name for s in inputs],
             "tokenizer": str(tokenizer) if isinstance(tokenizer, str | Path) else tok.name_or_path,
+            FINGERPRINT_KEY: tokenizer_fingerprint(tok),
             "vocab_size": len(tok),
             "val_fraction": val_fraction,
             "seed": seed,
@@ -192,7 +194,12 @@ def _write_splits(
                     )
                     lengths[split].append(ids.size)
                     summary.add_document(
-                        doc.source, doc.language, split, ids.size, len(doc.text.encode("utf-8"))
+                        doc.source,
+                        doc.language,
+                        split,
+                        ids.size,
+                        len(doc.text.encode("utf-8")),
+                        int(ids.max()),
                     )
                 bar.update(len(docs))
                 bar.set_postfix(tokens=f"{summary.tokens:,}", refresh=False)

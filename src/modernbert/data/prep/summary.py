@@ -18,11 +18,15 @@ class Counts:
     documents: int = 0
     tokens: int = 0
     bytes: int = 0
+    # Largest token id written (-1: none). A run checks it against its model's vocabulary
+    # at the door instead of meeting an out-of-range id inside the embedding kernel.
+    max_token_id: int = -1
 
-    def add(self, tokens: int, nbytes: int) -> None:
+    def add(self, tokens: int, nbytes: int, max_token_id: int = -1) -> None:
         self.documents += 1
         self.tokens += tokens
         self.bytes += nbytes
+        self.max_token_id = max(self.max_token_id, max_token_id)
 
 
 @dataclass
@@ -51,11 +55,19 @@ class Summary:
     def _source(self, name: str) -> SourceStats:
         return self.sources.setdefault(name, SourceStats())
 
-    def add_document(self, source: str, language: str, split: str, tokens: int, nbytes: int):
+    def add_document(
+        self,
+        source: str,
+        language: str,
+        split: str,
+        tokens: int,
+        nbytes: int,
+        max_token_id: int = -1,
+    ):
         stats = self._source(source)
         stats.add(tokens, nbytes)
         stats.languages[language] += 1
-        self.splits[split].add(tokens, nbytes)
+        self.splits[split].add(tokens, nbytes, max_token_id)
 
     def add_skipped(self, source: str, reason: str) -> None:
         self._source(source).skipped[reason] += 1
