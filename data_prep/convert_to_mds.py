@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument(
+        "--ids-dtype",
+        choices=conv.ID_DTYPES,
+        default=None,
+        help="storage of token ids (default: uint16 when the vocabulary fits, else uint32)",
+    )
+    parser.add_argument(
         "--num-parts", type=int, default=1, help="split the work into N parts (merge_mds.py)"
     )
     parser.add_argument(
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         num_parts=args.num_parts,
         part=args.part,
         split_bytes=args.split_bytes,
+        input_ids_dtype=args.ids_dtype,
     )
     seconds = time.perf_counter() - start
     print(summary.format())

@@ -49,12 +49,14 @@ BATCH_DOCS = 1024
 BATCH_CHARS = 4 << 20
 
 
-def ids_dtype(vocab_size: int) -> str:
-    """'uint16' when every id (0 .. vocab_size - 1) fits, else 'uint32'."""
-    for name in ID_DTYPES:
+def ids_dtype(vocab_size: int, wanted: str | None = None) -> str:
+    """`wanted`, or the narrowest of ID_DTYPES that holds every id (0 .. vocab_size - 1)."""
+    if wanted is not None and wanted not in ID_DTYPES:
+        raise ValueError(f"input_ids dtype must be one of {', '.join(ID_DTYPES)}, got {wanted!r}")
+    for name in ID_DTYPES if wanted is None else (wanted,):
         if vocab_size - 1 <= np.iinfo(name).max:
             return name
-    raise ValueError(f"vocab_size {vocab_size} does not fit uint32 token ids")
+    raise ValueError(f"token ids of a {vocab_size}-token vocabulary do not fit {name}")
 
 
 def mds_columns(dtype: str) -> dict[str, str]:
@@ -86,6 +88,7 @@ def convert(
     num_parts: int = 1,
     part: int | None = None,
     split_bytes: int = DEFAULT_SPLIT_BYTES,
+    input_ids_dtype: str | None = None,
 ) -> Summary:
     """Tokenize every document of `inputs` into OUTPUT/{train,val} MDS datasets.
 
@@ -93,7 +96,8 @@ def convert(
     `output` is a folder or a remote URL (s3://, gs://, oci://, file://). With `num_parts`
     > 1 only part `part` (default: from SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX) is
     converted, into OUTPUT/{train,val}/part-I and OUTPUT/parts/I (see parts.py); a part that
-    already completed is skipped. Raises FileNotFoundError / ValueError (SourceError) naming
+    already completed is skipped. Token ids are stored as `input_ids_dtype` (default: uint16
+    when the vocabulary fits, else uint32). Raises FileNotFoundError / ValueError (SourceError) naming
     the bad input; on any error the partial output is removed.
     """
     from streaming.base.compression import is_compression
@@ -123,7 +127,7 @@ def convert(
             "inputs": [str(s) if isinstance(s, str | Path) else s.name for s in inputs],
             "tokenizer": str(tokenizer) if isinstance(tokenizer, str | Path) else tok.name_or_path,
             "vocab_size": len(tok),
-            "input_ids_dtype": ids_dtype(len(tok)),
+            "input_ids_dtype": ids_dtype(len(tok), input_ids_dtype),
             "val_fraction": val_fraction,
             "seed": seed,
             "text_field": text_field,
@@ -132,9 +136,10 @@ def convert(
             "max_bytes": max_bytes,
         }
     )
+    tokenizer_json = tok.backend_tokenizer.to_str()
     write = partial(
         _write_splits,
-        tokenizer_json=tok.backend_tokenizer.to_str(),
+        tokenizer_json=tokenizer_json,
         summary=summary,
         workers=workers,
         compression=compression,
@@ -146,7 +151,9 @@ def convert(
     if num_parts > 1:
         summary.config.update(num_parts=num_parts, split_bytes=split_bytes)
         items = iter_part(sources, partition, split_bytes)
-        return convert_part(root, partition, summary, lambda targets: write(items, targets))
+        return convert_part(
+            root, partition, summary, lambda targets: write(items, targets), tokenizer_json
+        )
     items = capped_documents(iter_items(sources), max_docs, max_bytes)
     if root.is_remote:
         with remote_output(root, summary, overwrite) as targets:

@@ -22,7 +22,6 @@ from modernbert.data.prep.parts import (
     SUMMARY_FILE,
     part_folder,
     part_summary,
-    plan_fingerprint,
     staging_folder,
 )
 from modernbert.data.prep.storage import OutputRoot
@@ -48,10 +47,10 @@ def merge_parts(output: str | Path) -> Summary:
             f"{len(missing)} of {n} parts are not complete (no parts/I/{SUMMARY_FILE}): "
             f"{', '.join(map(str, missing))}; rerun them (completed parts are skipped)"
         )
-    total = Summary(config={k: v for k, v in plan["config"].items() if k != "part"})
+    total = Summary(config={k: v for k, v in plan["config"].items() if k not in ("part", "plan")})
     for i, data in enumerate(found):
         assert data is not None
-        if plan_fingerprint(data["config"]) != plan["fingerprint"]:
+        if data["config"].get("plan") != plan["fingerprint"]:
             raise ValueError(f"part {i} was converted with other settings than {PLAN_FILE}")
         total.add(Summary.from_dict(data))
     with staging_folder() as stage, _quiet_streaming():

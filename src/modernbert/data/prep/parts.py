@@ -98,9 +98,11 @@ def remote_output(
         root.write_json(SUMMARY_FILE, summary.to_dict())
 
 
-def plan_fingerprint(config: dict) -> str:
-    """What every part of one conversion must agree on (not the part index)."""
-    text = json.dumps({k: v for k, v in config.items() if k != "part"}, sort_keys=True)
+def plan_fingerprint(config: dict, tokenizer_json: str) -> str:
+    """What every part of one conversion must agree on: the settings (not the part index, nor
+    the tokenizer's path, which may differ between machines) and the tokenizer's content."""
+    settings = {k: v for k, v in config.items() if k not in ("part", "tokenizer", "plan")}
+    text = json.dumps(settings, sort_keys=True) + tokenizer_json
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -110,7 +112,7 @@ def _check_plan(root: OutputRoot, summary: Summary, num_parts: int) -> None:
         raise FileExistsError(
             f"output {root.url} holds a one-machine conversion; partitioned parts need their own"
         )
-    plan = {"num_parts": num_parts, "fingerprint": plan_fingerprint(summary.config)}
+    plan = {"num_parts": num_parts, "fingerprint": summary.config["plan"]}
     found = root.read_json(PLAN_FILE)
     if found is None:
         config = {k: v for k, v in summary.config.items() if k != "part"}
@@ -128,9 +130,11 @@ def convert_part(
     partition: Partition,
     summary: Summary,
     write: Callable[[dict[str, SplitTarget]], None],
+    tokenizer_json: str,
 ) -> Summary:
     """Convert one part unless it already completed (then its saved summary is returned)."""
     i = partition.part
+    summary.config["plan"] = plan_fingerprint(summary.config, tokenizer_json)
     summary.config["part"] = i
     _check_plan(root, summary, partition.num_parts)
     done = root.read_json(part_summary(i))
