@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 import textwrap
@@ -278,23 +279,25 @@ def test_remote_root_parts_merge_and_load(corpus: Path, tok, one_run: Path, tmp_
         convert([docs], tok, "ftp://host/x")
 
 
-def test_cli_parts_from_slurm_and_merge(corpus: Path, tok, one_run: Path, tmp_path) -> None:
+def test_cli_parts_from_slurm_and_merge(
+    corpus: Path, tok, one_run: Path, tmp_path, monkeypatch, capsys
+) -> None:
     tok_dir = tmp_path / "tok"
     tok.save_pretrained(str(tok_dir))
     out = tmp_path / "cli"
-    args = [str(REPO / "data_prep" / "convert_to_mds.py"), "--input", str(corpus),
-            "--tokenizer", str(tok_dir), "--output", str(out), "--num-parts", str(N),
-            "--split-bytes", str(SPLIT_BYTES), "--val-fraction", "0.2", "--no-progress"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "TOKENIZERS_PARALLELISM": "false"}
-    merge = [sys.executable, str(REPO / "data_prep" / "merge_mds.py"), str(out)]
-    for task in range(N):
-        subprocess.run([sys.executable, *args], env={**env, "SLURM_ARRAY_TASK_ID": str(task)},
-                       check=True, capture_output=True, timeout=120)  # fmt: skip
+    args = ["--input", str(corpus), "--tokenizer", str(tok_dir), "--output", str(out),
+            "--num-parts", str(N), "--split-bytes", str(SPLIT_BYTES), "--val-fraction", "0.2",
+            "--no-progress"]  # fmt: skip
+    convert_cli = runpy.run_path(str(REPO / "data_prep" / "convert_to_mds.py"))["main"]
+    merge_cli = runpy.run_path(str(REPO / "data_prep" / "merge_mds.py"))["main"]
+    for task in range(N):  # one command line for every task of the array
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
+        convert_cli(args)
         if task == 0:
-            early = subprocess.run(merge, env=env, capture_output=True, text=True, timeout=60)
-            assert early.returncode == 1 and "2 of 3 parts are not complete" in early.stderr
-    done = subprocess.run(merge, env=env, capture_output=True, text=True, timeout=60, check=True)
-    assert "merged 3 parts" in done.stdout
+            with pytest.raises(ValueError, match="2 of 3 parts are not complete"):
+                merge_cli([str(out)])
+    merge_cli([str(out)])
+    assert "merged 3 parts" in capsys.readouterr().out
     assert read_docs(out, "val") == read_docs(one_run, "val")
 
 
