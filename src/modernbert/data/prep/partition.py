@@ -80,20 +80,25 @@ class Unit:
     shared: bool = False
 
 
-def plan_units(sources: Iterable[Source], split_bytes: int = DEFAULT_SPLIT_BYTES) -> list[Unit]:
-    """Every source as units, in input order (the same list on every machine)."""
+def plan_units(
+    sources: Iterable[Source], split_bytes: int = DEFAULT_SPLIT_BYTES, exact_keys: bool = True
+) -> list[Unit]:
+    """Every source as units, in input order (the same list on every machine).
+
+    `exact_keys=False` lets a range skip counting the lines before it (a sample needs no keys).
+    """
     if split_bytes < 1:
         raise ValueError(f"split_bytes must be >= 1, got {split_bytes}")
     units: list[Unit] = []
     for source in sources:
         if isinstance(source, PathSource):
-            units.extend(_path_units(source, split_bytes))
+            units.extend(_path_units(source, split_bytes, exact_keys))
         else:
             units.append(Unit(source.name, 0, source.__iter__, shared=True))
     return units
 
 
-def _path_units(source: PathSource, split_bytes: int) -> Iterator[Unit]:
+def _path_units(source: PathSource, split_bytes: int, exact_keys: bool) -> Iterator[Unit]:
     for entry in source.listing():
         if isinstance(entry, Skipped):
             yield Unit(entry.where, 0, partial(iter, (entry,)))
@@ -112,7 +117,8 @@ def _path_units(source: PathSource, split_bytes: int) -> Iterator[Unit]:
             yield Unit(str(path), size, read, shared=splitter is not None)
             continue
         for start, stop, nbytes in ranges:
-            yield Unit(f"{path}[{start}:{stop}]", nbytes, partial(read, start, stop))
+            ranged = partial(read, start, stop, number_lines=exact_keys)
+            yield Unit(f"{path}[{start}:{stop}]", nbytes, ranged)
 
 
 def assign(units: list[Unit], partition: Partition) -> list[Unit]:

@@ -123,16 +123,19 @@ def read_jsonl(
     options: ReadOptions,
     start: int = 0,
     stop: int | None = None,
+    number_lines: bool = True,
 ) -> Iterator[Item]:
     """One document per line; blank lines are ignored, a bad line is an error naming it.
 
     With a byte range, only the lines that *begin* in [start, stop) are read (plain files
     only), so ranges that tile a file read every line exactly once, with the same line
-    numbers (and so the same document keys) as reading the whole file.
+    numbers (and so the same document keys) as reading the whole file. `number_lines=False`
+    skips counting the lines before `start` (for samples that need no keys): lines are then
+    numbered from the range's first one.
     """
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rb") as f:
-        pos, lineno = (0, 1) if start == 0 else _first_line_at(f, start)
+        pos, lineno = (0, 1) if start == 0 else _first_line_at(f, start, number_lines)
         while stop is None or pos < stop:
             raw = f.readline()
             if not raw:
@@ -152,13 +155,16 @@ def read_jsonl(
             yield record_item(record, where, source, f"{key}:{number}", options)
 
 
-def _first_line_at(f: BinaryIO, start: int) -> tuple[int, int]:
+def _first_line_at(f: BinaryIO, start: int, count: bool = True) -> tuple[int, int]:
     """Seek to the first line that begins at or after byte `start`: (its offset, its number).
 
     The line number costs a count of the newlines before it: a sequential read at disk speed,
-    small next to tokenizing the range.
+    small next to tokenizing the range (without `count`, a seek; the number is then 1).
     """
     newlines, read, last = 0, 0, b""
+    if not count:
+        f.seek(start - 1)
+        read, last = start, f.read(1)
     while read < start:
         chunk = f.read(min(_COUNT_CHUNK, start - read))
         if not chunk:
@@ -180,10 +186,12 @@ def read_parquet(
     options: ReadOptions,
     start: int = 0,
     stop: int | None = None,
+    number_lines: bool = True,
 ) -> Iterator[Item]:
     """One document per row of the text column, read in batches to bound memory.
 
-    `start`/`stop` select row groups; rows keep their number in the whole file (the key).
+    `start`/`stop` select row groups; rows keep their number in the whole file (the key),
+    which the file's metadata gives for free (so `number_lines` changes nothing here).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
