@@ -110,6 +110,9 @@ class DocumentSource:
             "lengths": [file_identity(os.path.join(s.folder, DOC_LENGTHS_FILE))
                         for s in self.streams if os.path.isfile(os.path.join(s.folder,
                         DOC_LENGTHS_FILE))],
+            "indexes": [file_identity(os.path.join(s.folder, INDEX_FILE)) for s in self.streams
+                        if os.path.isfile(os.path.join(s.folder, INDEX_FILE))],
+            "documents": [s.num_samples for s in self.streams],
             "choose": [int(stream.choose) for stream in ds.streams],
             "shuffle": self.shuffle,
             "shuffle_seed": self.shuffle_seed,
