@@ -167,6 +167,11 @@ def test_merged_parts_equal_one_machine(corpus: Path, tok, one_run: Path, tmp_pa
     summaries = convert_parts(corpus, tok, out)
     assert all(s.documents > 0 for s in summaries)
     merged = merge_parts(out)
+    written = {
+        f: f.read_bytes() for f in out.rglob("*") if f.is_file() and ".row_index" not in str(f)
+    }
+    assert merge_parts(out).to_dict() == merged.to_dict()  # merging again changes nothing
+    assert {f: f.read_bytes() for f in written} == written
     one = json.loads((one_run / "summary.json").read_text())
     assert counts(merged.to_dict()) == counts(one)
     assert counts(json.loads((out / "summary.json").read_text())) == counts(one)
