@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,7 +90,12 @@ def _merge_split(root: OutputRoot, split: str, n: int, stage: Path) -> None:
         merged = final.with_name(f"{LENGTHS_FILE}.tmp-{os.getpid()}")
         concat_lengths(lengths, merged)
         os.replace(merged, final)
-        merge_index(urls, str(root.local / split), keep_local=True)
+        # merge_index names shards by their partition folder, wherever it writes the index;
+        # it refuses to replace an index, so write it aside and swap it in atomically.
+        merge_index(urls, str(stage / "index"), keep_local=True)
+        index_tmp = root.local / split / f"{INDEX_FILE}.tmp-{os.getpid()}"
+        shutil.copyfile(stage / "index" / INDEX_FILE, index_tmp)
+        os.replace(index_tmp, root.local / split / INDEX_FILE)
     else:
         merged = stage / LENGTHS_FILE
         concat_lengths(lengths, merged)
