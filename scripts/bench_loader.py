@@ -151,18 +151,19 @@ def resume_probe(path: Path, seq: int, batch: int, replay_windows: int) -> None:
         total = -1
         plan._plan(plan.num_windows - 1)
     resume_s = time.perf_counter() - start
+    after = status()  # the resumed loader's memory (the replay timing below is extra)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     for w in range(min(replay_windows, plan.num_windows)):
         plan._plan(w)
     per_window = (time.perf_counter() - start) / min(replay_windows, plan.num_windows)
-    after = status()
     print(json.dumps({
         "resume_s": resume_s,
         "replay_s_estimate": per_window * plan.num_windows,
         "per_window_s": per_window,
         "windows": plan.num_windows,
         "rows": total,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak,
         "rss_anon_mib": int(after["RssAnon"].split()[0]) / 1024,
         "anon_growth_mib": int(after["RssAnon"].split()[0]) / 1024 - anon_before,
         "rss_file_mib": int(after["RssFile"].split()[0]) / 1024,
