@@ -17,9 +17,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-# Schemes streaming can upload to (streaming.base.storage.upload.UPLOADERS) plus file://.
-REMOTE_SCHEMES = ("s3", "gs", "oci", "azure", "azure-dl", "dbfs", "hf", "file")
 DOWNLOAD_TIMEOUT_S = 600.0
+
+
+def remote_schemes() -> list[str]:
+    """URL schemes streaming can upload to, plus file:// (a local folder used as remote)."""
+    from streaming.base.storage.upload import UPLOADERS
+
+    return sorted({key for key in UPLOADERS if key and "/" not in key} | {"file"})
 
 
 @dataclass(frozen=True)
@@ -36,13 +41,13 @@ class OutputRoot:
         scheme = urlparse(text).scheme
         if scheme == "file":
             return cls(text, remote=str(Path(text.removeprefix("file://")).absolute()))
-        if scheme in REMOTE_SCHEMES:
-            return cls(text, remote=text.rstrip("/"))
         if scheme and len(scheme) > 1:  # "c:" style drive letters are paths
-            raise ValueError(
-                f"output {text!r}: unknown scheme {scheme!r}; use a local folder or one of "
-                f"{', '.join(s + '://' for s in REMOTE_SCHEMES)}"
-            )
+            if scheme not in remote_schemes():
+                raise ValueError(
+                    f"output {text!r}: unknown scheme {scheme!r}; use a local folder or one of "
+                    f"{', '.join(s + '://' for s in remote_schemes())}"
+                )
+            return cls(text, remote=text.rstrip("/"))
         return cls(text, local=Path(text).expanduser().absolute())
 
     @property
