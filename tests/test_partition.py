@@ -312,3 +312,15 @@ def test_skip_notes_of_shared_units_are_counted_once(tmp_path: Path) -> None:
     source = DocumentList(items)
     got = [i for p in range(N) for i in iter_part([source], Partition(N, p))]
     assert sorted(map(items_key, got)) == sorted(map(items_key, items))
+
+
+def test_overwrite_converts_a_completed_part_again(corpus: Path, tok, tmp_path: Path) -> None:
+    out = tmp_path / "parts"
+    (first,) = convert_parts(corpus, tok, out, parts=[1])
+    marker = out / "parts" / "1" / "summary.json"
+    stamp = marker.stat().st_mtime_ns
+    assert convert_parts(corpus, tok, out, parts=[1])[0].to_dict() == first.to_dict()
+    assert marker.stat().st_mtime_ns == stamp  # skipped
+    again = convert([corpus], tok, out, val_fraction=0.2, split_bytes=SPLIT_BYTES, num_parts=N,
+                    part=1, shard_bytes=4096, overwrite=True)  # fmt: skip
+    assert marker.stat().st_mtime_ns != stamp and again.to_dict() == first.to_dict()

@@ -96,9 +96,10 @@ def convert(
     `output` is a folder or a remote URL (s3://, gs://, oci://, file://). With `num_parts`
     > 1 only part `part` (default: from SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX) is
     converted, into OUTPUT/{train,val}/part-I and OUTPUT/parts/I (see parts.py); a part that
-    already completed is skipped. Token ids are stored as `input_ids_dtype` (default: uint16
-    when the vocabulary fits, else uint32). Raises FileNotFoundError / ValueError (SourceError) naming
-    the bad input; on any error the partial output is removed.
+    already completed is skipped (converted again with `overwrite`). Token ids are stored as
+    `input_ids_dtype` (default: uint16 when the vocabulary fits, else uint32). Raises
+    FileNotFoundError / ValueError (SourceError) naming the bad input; on any error the
+    partial output is removed.
     """
     from streaming.base.compression import is_compression
 
@@ -152,8 +153,9 @@ def convert(
         summary.config.update(num_parts=num_parts, split_bytes=split_bytes)
         items = iter_part(sources, partition, split_bytes)
         return convert_part(
-            root, partition, summary, lambda targets: write(items, targets), tokenizer_json
-        )
+            root, partition, summary, lambda targets: write(items, targets), tokenizer_json,
+            overwrite,
+        )  # fmt: skip
     items = capped_documents(iter_items(sources), max_docs, max_bytes)
     if root.is_remote:
         with remote_output(root, summary, overwrite) as targets:

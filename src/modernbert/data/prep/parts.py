@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -28,6 +29,8 @@ from modernbert.data.prep.partition import Partition
 from modernbert.data.prep.staging import staged_output
 from modernbert.data.prep.storage import OutputRoot
 from modernbert.data.prep.summary import SPLITS, Summary
+
+log = logging.getLogger(__name__)
 
 PARTS_DIR = "parts"
 PLAN_FILE = f"{PARTS_DIR}/plan.json"
@@ -131,14 +134,17 @@ def convert_part(
     summary: Summary,
     write: Callable[[dict[str, SplitTarget]], None],
     tokenizer_json: str,
+    overwrite: bool = False,
 ) -> Summary:
-    """Convert one part unless it already completed (then its saved summary is returned)."""
+    """Convert one part unless it already completed (then its saved summary is returned,
+    unless `overwrite`)."""
     i = partition.part
     summary.config["plan"] = plan_fingerprint(summary.config, tokenizer_json)
     summary.config["part"] = i
     _check_plan(root, summary, partition.num_parts)
     done = root.read_json(part_summary(i))
-    if done is not None:
+    if done is not None and not overwrite:
+        log.info("part %d of %s is complete: skipped", i, root.url)
         return Summary.from_dict(done)
     if root.local is None:
         with staging_folder() as stage:
