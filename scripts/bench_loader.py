@@ -31,6 +31,7 @@ from modernbert.data import (
 from modernbert.data.epoch_order import PermutedRange
 from modernbert.data.packing import EpochPacking, GatheredLengths
 from modernbert.data.row_index import RowIndex
+from modernbert.data.sources import map_lengths
 from modernbert.data.synthetic import lognormal_lengths, random_documents, write_mds_documents
 from modernbert.data.tokenizer import TokenSpec
 
@@ -88,12 +89,17 @@ SEED = (17, 0)  # (shuffle_seed, epoch)
 
 
 def write_lengths(path: Path, n: int, chunk: int = 1 << 24) -> float:
-    """A synthetic doc_lengths.npy of n web-like lengths, written chunk by chunk; its mean."""
+    """A synthetic doc_lengths.npy of n web-like lengths; returns their mean.
+
+    One chunk of 16M lengths is drawn and written again and again (drawing a billion on a
+    busy 2-core box took 17 minutes): the same distribution, and the loader reads the file
+    in a shuffled order anyway.
+    """
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint32, shape=(n,))
-    rng = np.random.default_rng(0)
+    block = lognormal_lengths(min(chunk, n), np.random.default_rng(0), median=400, sigma=1.0)
     total = 0
     for lo in range(0, n, chunk):
-        part = lognormal_lengths(min(chunk, n - lo), rng, median=400, sigma=1.0)
+        part = block[: min(chunk, n - lo)]
         out[lo : lo + len(part)] = part
         total += int(part.sum())
     out.flush()
@@ -102,7 +108,7 @@ def write_lengths(path: Path, n: int, chunk: int = 1 << 24) -> float:
 
 
 def _plan_parts(path: Path, seq: int) -> tuple[EpochPacking, RowIndex]:
-    lengths = np.load(path, mmap_mode="r")
+    lengths = map_lengths(str(path))  # as the loader maps them
     order = PermutedRange(len(lengths), SEED)
     index = RowIndex({"bench": str(path), "n": len(lengths), "seq": seq}, path.parent)
     return EpochPacking(GatheredLengths(lengths, order), seq, WINDOW, SEED), index

@@ -8,6 +8,7 @@ ourselves so the order depends only on (shuffle_seed, epoch), never on ranks or 
 from __future__ import annotations
 
 import atexit
+import mmap
 import os
 import warnings
 import weakref
@@ -128,7 +129,7 @@ class DocumentSource:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         if self.lengths is None:
-            parts = [np.load(f["path"], mmap_mode="r") for f in self._identity["lengths"]]
+            parts = [map_lengths(f["path"]) for f in self._identity["lengths"]]
             self.lengths = parts[0] if len(parts) == 1 else StackedLengths(parts)
 
     @property
@@ -199,7 +200,7 @@ class DocumentSource:
                 ],
                 dtype=np.int64,
             )
-        lengths = np.load(path, mmap_mode="r")  # one copy in the page cache for the node
+        lengths = map_lengths(path)
         if lengths.ndim != 1 or not np.issubdtype(lengths.dtype, np.integer):
             raise ValueError(
                 f"stream {info.name!r}: {path} must be a 1-D integer array, got "
@@ -211,6 +212,18 @@ class DocumentSource:
                 f"index has {info.num_samples}"
             )
         return lengths
+
+
+def map_lengths(path: str) -> np.ndarray:
+    """A lengths file memory-mapped: one copy in the page cache serves every process of the
+    node. Reads follow the shuffled order, so the map is marked random: without that, each
+    page fault maps its neighbours too, and a window of 8192 random lengths of a 1B-document
+    file put ~500 MB of the file into the process's resident set instead of ~40 MB."""
+    lengths = np.load(path, mmap_mode="r")
+    handle = getattr(lengths, "_mmap", None)
+    if handle is not None and hasattr(mmap, "MADV_RANDOM"):
+        handle.madvise(mmap.MADV_RANDOM)
+    return lengths
 
 
 class StackedLengths:
