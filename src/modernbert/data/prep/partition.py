@@ -152,11 +152,3 @@ def iter_part(
                 item.key if isinstance(item, Document) else item.where
             ):
                 yield item
-
-
-def part_bytes(units: list[Unit], num_parts: int) -> list[int]:
-    """Bytes each part reads of the units it alone owns (to check the balance)."""
-    return [
-        sum(u.nbytes for u in assign(units, Partition(num_parts, p)) if not u.shared)
-        for p in range(num_parts)
-    ]
