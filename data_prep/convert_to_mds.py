@@ -2,6 +2,9 @@
 
 python data_prep/convert_to_mds.py --input corpus/ --tokenizer tok/ --output data/
 python data_prep/convert_to_mds.py --source local --tokenizer tok/ --output data/ --workers 2
+python data_prep/convert_to_mds.py --input corpus/ --tokenizer tok/ --output s3://b/data \
+    --num-parts 64 --part 7     # or --part from SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX
+python data_prep/merge_mds.py s3://b/data                  # once every part is done
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_input_args(parser)
     parser.add_argument("--tokenizer", required=True, help="tokenizer folder or hub name")
-    parser.add_argument("--output", required=True, help="output folder (train/, val/, summary)")
+    parser.add_argument(
+        "--output", required=True, help="output folder or s3:// gs:// oci:// file:// URL"
+    )
     parser.add_argument("--val-fraction", type=float, default=conv.DEFAULT_VAL_FRACTION)
     parser.add_argument(
         "--workers", type=int, default=conv.DEFAULT_WORKERS, help="1: Rust threads; N: processes"
@@ -30,6 +35,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=conv.DEFAULT_SEED, help="of the val split")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--ids-dtype",
+        choices=conv.ID_DTYPES,
+        default=None,
+        help="storage of token ids (default: uint16 when the vocabulary fits, else uint32)",
+    )
+    parser.add_argument(
+        "--num-parts", type=int, default=1, help="split the work into N parts (merge_mds.py)"
+    )
+    parser.add_argument(
+        "--part",
+        type=int,
+        default=None,
+        help="this part, 0..N-1 (default: $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX)",
+    )
+    parser.add_argument(
+        "--split-bytes",
+        type=int,
+        default=conv.DEFAULT_SPLIT_BYTES,
+        help="JSONL/Parquet files larger than this are cut into ranges of about this size",
+    )
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -47,6 +73,10 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        num_parts=args.num_parts,
+        part=args.part,
+        split_bytes=args.split_bytes,
+        input_ids_dtype=args.ids_dtype,
     )
     seconds = time.perf_counter() - start
     print(summary.format())

@@ -2,6 +2,10 @@
 
 python data_prep/train_tokenizer.py --input corpus/ --vocab-size 32768 --output tok/
 python data_prep/train_tokenizer.py --source local --vocab-size 8192 --output tok/
+python data_prep/train_tokenizer.py --input corpus/ --max-bytes 2e9 --vocab-size 50368 --output tok/
+
+With --max-bytes (and no --max-docs) the text is a seeded sample drawn across all inputs, not
+their first files; memory does not grow with the corpus.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import argparse
 import time
 
 from modernbert.data.prep.cli_args import add_input_args, max_bytes, sources_from_args
+from modernbert.data.prep.sampling import DEFAULT_SAMPLE_SEED, sample_texts
 from modernbert.data.prep.sources import iter_texts
 from modernbert.data.tokenizer import DEFAULT_MIN_FREQUENCY, TokenSpec, train_tokenizer
 from modernbert.safe_output import check_output_folder
@@ -25,13 +30,21 @@ def main(argv: list[str] | None = None) -> None:
         "--max-files", dest="max_docs", type=int, help="same as --max-docs (a file or a record)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing tokenizer")
+    parser.add_argument(
+        "--sample-seed", type=int, default=DEFAULT_SAMPLE_SEED, help="of the --max-bytes sample"
+    )
     args = parser.parse_args(argv)
 
     check_output_folder(args.output, "tokenizer", args.overwrite, args.input)
     sources = sources_from_args(args)
     start = time.perf_counter()
+    cap = max_bytes(args)
+    if cap is not None and args.max_docs is None:
+        texts = sample_texts(sources, cap, seed=args.sample_seed)
+    else:
+        texts = iter_texts(sources, args.max_docs, cap)
     tok = train_tokenizer(
-        iter_texts(sources, args.max_docs, max_bytes(args)),
+        texts,
         vocab_size=args.vocab_size,
         output_dir=args.output,
         min_frequency=args.min_frequency,

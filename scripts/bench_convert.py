@@ -1,10 +1,14 @@
 """Conversion throughput: our converter vs plain `tokenizers` batch encoding of the same texts.
 
     python scripts/bench_convert.py [--max-mb 20] [--tokenizer DIR] [--workers 1 2]
+    nice python scripts/bench_convert.py --rss-gb 0.05 0.25 1.05 --repeat 1
 
 Trains a tokenizer on the local corpus first when none is given. Prints docs/s, tokens/s and
 MB/s of text and CPU seconds (all threads and worker processes: meaningful even when other jobs
 share the machine) for each variant, and the converter's speed relative to plain encoding.
+`--rss-gb` then writes a JSONL file of each size in /tmp (the local corpus, repeated), converts
+it with data_prep/convert_to_mds.py in a child process and prints the child's peak RSS: flat
+memory means the same peak for every size. Inputs and outputs are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vocab-size", type=int, default=16384)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 1])
     parser.add_argument("--repeat", type=int, default=3, help="keep the fastest of N runs")
+    parser.add_argument("--rss-gb", type=float, nargs="*", default=[], help="input sizes (GB)")
     args = parser.parse_args(argv)
     max_bytes = int(args.max_mb * 1e6)
 
@@ -106,7 +111,57 @@ def main(argv: list[str] | None = None) -> None:
             speed[name] / speed[f"tokenizers {b}"] for b in ("encode_batch", "encode_batch_fast")
         ]
         print(f"{name}: {ratios[0]:.2f}x encode_batch, {ratios[1]:.2f}x encode_batch_fast")
+    for gb in args.rss_gb:
+        peak_rss(docs, tok_dir, work, int(gb * 1e9))
     shutil.rmtree(work, ignore_errors=True)
+
+
+def write_jsonl(docs, path: Path, nbytes: int) -> int:
+    """The documents again and again as JSONL until `nbytes` of text; returns the text bytes."""
+    import json
+
+    written = 0
+    with open(path, "w", encoding="utf-8") as f:
+        while written < nbytes:
+            for doc in docs:
+                f.write(json.dumps({"text": doc.text}) + "\n")
+                written += len(doc.text.encode("utf-8"))
+                if written >= nbytes:
+                    break
+    return written
+
+
+def peak_rss(docs, tok_dir: str, work: Path, nbytes: int) -> None:
+    """Convert a generated JSONL of `nbytes` in a child process; print its peak RSS."""
+    import json
+    import subprocess
+    import sys
+
+    folder = Path(tempfile.mkdtemp(dir=work))
+    try:
+        data = folder / "input.jsonl"
+        text_bytes = write_jsonl(docs, data, nbytes)
+        script = Path(__file__).resolve().parents[1] / "data_prep" / "convert_to_mds.py"
+        cmd = [sys.executable, str(script), "--input", str(data), "--tokenizer", tok_dir,
+               "--output", str(folder / "mds"), "--no-progress", "--workers", "1"]  # fmt: skip
+        start = time.perf_counter()
+        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+        if status != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed with status {status}")
+        summary = json.loads((folder / "mds" / "summary.json").read_text())
+        shards = sum(p.stat().st_size for p in (folder / "mds").rglob("shard.*"))
+        print(
+            f"input {data.stat().st_size / 1e9:.2f} GB JSONL ({text_bytes / 1e9:.2f} GB text, "
+            f"{summary['documents']:,} docs, {summary['tokens']:,} tokens): converted in "
+            f"{seconds:.0f}s ({summary['tokens'] / seconds:,.0f} tokens/s, "
+            f"{summary['config']['input_ids_dtype']} ids, {shards / 1e9:.2f} GB shards), "
+            f"peak RSS {usage.ru_maxrss / 1024:.0f} MiB",
+            flush=True,
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def test_mixed_tree_counts_layout_and_contents(tmp_path: Path, tok) -> None:
         keys = [k for k, _, _ in EXPECTED if split_of(f"tree/{k}", 0.3) == split]
         samples = read_split(out / split)
         assert [s["input_ids"].tolist() for s in samples] == [ids[k] for k in keys]
-        assert all(s["input_ids"].dtype == np.uint32 for s in samples)
+        assert all(s["input_ids"].dtype == np.uint16 for s in samples)  # 384 ids fit
         assert all(s["source"] == "tree" for s in samples)
         langs = {k: lang for k, _, lang in EXPECTED}
         assert [s["language"] for s in samples] == [langs[k] for k in keys]

@@ -31,12 +31,8 @@ def _paths(inputs: Iterable[object]) -> list[Path]:
     return found
 
 
-def check_output_folder(
-    output: str | Path, kind: str, overwrite: bool, inputs: Iterable[object] = ()
-) -> Path:
-    """Raise FileExistsError (one line, naming the path) unless ``output`` may be written."""
-    if kind not in OUTPUT_MARKERS:
-        raise ValueError(f"unknown output kind {kind!r}; valid: {sorted(OUTPUT_MARKERS)}")
+def check_not_over_inputs(output: str | Path, inputs: Iterable[object]) -> Path:
+    """Raise FileExistsError unless ``output`` is outside every local input and holds none."""
     target = Path(output).expanduser().resolve()
     for source in _paths(inputs):
         if source == target or target in source.parents:
@@ -49,6 +45,16 @@ def check_output_folder(
                 f"output {target} lies inside the input {source}; a rerun would read its own "
                 "output: choose an output folder outside the inputs"
             )
+    return target
+
+
+def check_output_folder(
+    output: str | Path, kind: str, overwrite: bool, inputs: Iterable[object] = ()
+) -> Path:
+    """Raise FileExistsError (one line, naming the path) unless ``output`` may be written."""
+    if kind not in OUTPUT_MARKERS:
+        raise ValueError(f"unknown output kind {kind!r}; valid: {sorted(OUTPUT_MARKERS)}")
+    target = check_not_over_inputs(output, inputs)
     if target.is_file():
         raise FileExistsError(f"output {target} is a file, not a folder")
     if target.is_dir() and any(target.iterdir()):

@@ -24,7 +24,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from modernbert.data.batching import BatchSchedule
 from modernbert.data.flat import Batch, FlatBatchBuilder, layout_of
 from modernbert.data.masking import MLMMasker
-from modernbert.data.packing import SPECIALS_PER_PIECE, EpochPacking
+from modernbert.data.packing import SPECIALS_PER_PIECE, EpochPacking, GatheredLengths
 from modernbert.data.sources import DocumentSource
 from modernbert.data.tokenizer import TokenSpec
 from modernbert.errors import DataError
@@ -94,9 +94,11 @@ class PackedMLMDataset(IterableDataset):
         if epoch not in self._plans:
             docs = self.source.epoch_documents(epoch)
             seed = (self.source.shuffle_seed, epoch) if self.shuffle else None
-            plan = EpochPacking(
-                self.source.lengths[docs], self.max_seq_len, self.packing_window, seed
+            index = self.source.row_index(
+                epoch, max_seq_len=self.max_seq_len, packing_window=self.packing_window
             )
+            lengths = GatheredLengths(self.source.lengths, docs)
+            plan = EpochPacking(lengths, self.max_seq_len, self.packing_window, seed, index)
             if len(self._plans) >= 2:
                 del self._plans[min(self._plans)]
             self._plans[epoch] = (docs, plan)

@@ -3,15 +3,20 @@
 Each document becomes ``[CLS] tokens [SEP]`` pieces of at most ``max_seq_len`` tokens (a long
 document is split, every piece with its own CLS/SEP). Pieces of a window of documents are packed
 into rows by best-fit-decreasing. Because the plan needs lengths only, a resumed run replays it
-without reading any shard, and every rank and worker derives the same rows independently.
+without reading any shard, and every rank and worker derives the same rows independently; the
+row counts per window are kept in a small index (row_index.py) so a replay starts where the
+index ends instead of at the start of the epoch.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from modernbert.data.row_index import SAVE_EVERY, RowIndex
 
 SPECIALS_PER_PIECE = 2  # [CLS] and [SEP]
 _SHIFT = 32  # open bins are keyed (remaining << _SHIFT) | bin so one bisect finds the best fit
@@ -110,38 +115,74 @@ def pack_window(
     return PackedRows(doc[order], start[order], length[order], offsets)
 
 
+class GatheredLengths:
+    """Lengths of an epoch's documents in epoch order, gathered one slice at a time.
+
+    `order` maps positions to document ids (an array, or a lazy permutation); `lengths` is
+    indexed by id (a memory map): a window costs memory for its own documents only.
+    """
+
+    def __init__(self, lengths: Sequence, order: Sequence) -> None:
+        self.lengths = lengths
+        self.order = order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, window: slice) -> np.ndarray:
+        return np.asarray(self.lengths[np.asarray(self.order[window])], dtype=np.int64)
+
+
 class EpochPacking:
     """The rows of one epoch, numbered globally, planned window by window on demand.
 
-    Rows are consumed in increasing order, so only the window being read is kept in memory;
-    counting the rows before a resume point replays the plan of the earlier windows only.
+    Rows are consumed in increasing order, so only the window being read is kept in memory.
+    Where a row lies needs the row counts of the windows before it: they come from `index`
+    (saved by whichever process planned them first), and only windows past it are planned.
     """
 
     def __init__(
         self,
-        lengths: np.ndarray,
+        lengths: Sequence,
         max_seq_len: int,
         window: int,
         seed: tuple[int, ...] | None,
+        index: RowIndex | None = None,
     ) -> None:
-        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.lengths = lengths if hasattr(lengths, "__getitem__") else np.asarray(lengths)
         self.max_seq_len = max_seq_len
         self.window = window
         self.seed = seed  # None: rows stay in plan order (no shuffling)
         self.num_windows = -(-len(self.lengths) // window)
-        self._row_ends: list[int] = []  # cumulative row count after each planned window
+        self.index = index
+        known = index.load()[: self.num_windows] if index is not None else ()
+        self._row_ends: list[int] = [int(e) for e in known]  # cumulative rows per window
+        self._saved = len(self._row_ends)
+        self._checked: set[int] = set()  # cached windows whose count was checked by planning
         self._cache: dict[int, PackedRows] = {}  # the last planned windows (a batch may span two)
 
     def _plan(self, w: int) -> PackedRows:
         if w in self._cache:
             return self._cache[w]
         rng = None if self.seed is None else np.random.default_rng([*self.seed, w])
-        docs = self.lengths[w * self.window : (w + 1) * self.window]
+        docs = np.asarray(self.lengths[w * self.window : (w + 1) * self.window], dtype=np.int64)
         rows = pack_window(docs, self.max_seq_len, rng)
+        if w < len(self._row_ends) and w not in self._checked:
+            self._check_index(w, rows.num_rows)
         if len(self._cache) >= _CACHED_WINDOWS:
             del self._cache[min(self._cache)]
         self._cache[w] = rows
         return rows
+
+    def _check_index(self, w: int, num_rows: int) -> None:
+        before = self._row_ends[w - 1] if w else 0
+        if self._row_ends[w] - before != num_rows:
+            raise RuntimeError(
+                f"packing row index {self.index.path if self.index else ''} says window {w} "
+                f"has {self._row_ends[w] - before} rows but it packs into {num_rows}: the index "
+                "is stale (data changed in place?); delete it and restart"
+            )
+        self._checked.add(w)
 
     def _plan_next(self) -> bool:
         w = len(self._row_ends)
@@ -149,6 +190,11 @@ class EpochPacking:
             return False
         before = self._row_ends[-1] if self._row_ends else 0
         self._row_ends.append(before + self._plan(w).num_rows)
+        self._checked.add(w)
+        done = len(self._row_ends) == self.num_windows
+        if self.index is not None and (done or len(self._row_ends) - self._saved >= SAVE_EVERY):
+            self.index.save(self._row_ends)
+            self._saved = len(self._row_ends)
         return True
 
     def has_rows(self, n: int) -> bool:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,18 +20,24 @@ import numpy as np
 from modernbert.data.fingerprint import FINGERPRINT_KEY, tokenizer_fingerprint
 from modernbert.data.prep.documents import Document, Item, SourceError
 from modernbert.data.prep.encode import BatchEncoder
+from modernbert.data.prep.lengths import LengthsWriter
+from modernbert.data.prep.partition import DEFAULT_SPLIT_BYTES, Partition, iter_part
+from modernbert.data.prep.parts import SplitTarget, convert_part, local_targets, remote_output
 from modernbert.data.prep.readers import ReadOptions
 from modernbert.data.prep.sources import Source, capped_documents, iter_items, make_sources
 from modernbert.data.prep.staging import OUTPUT_KIND, staged_output
-from modernbert.data.prep.summary import SPLITS, Summary
-from modernbert.safe_output import check_output_folder
+from modernbert.data.prep.storage import OutputRoot
+from modernbert.data.prep.summary import Summary
+from modernbert.safe_output import check_not_over_inputs, check_output_folder
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
 log = logging.getLogger(__name__)
 
-COLUMNS = {"input_ids": "ndarray:uint32", "source": "str", "language": "str"}
+# Token ids are stored in the narrowest unsigned type that holds every id of the vocabulary:
+# ModernBERT's 50,368 tokens fit uint16, which halves the shard bytes.
+ID_DTYPES = ("uint16", "uint32")
 DEFAULT_VAL_FRACTION = 0.01
 DEFAULT_COMPRESSION = "zstd"
 DEFAULT_SHARD_BYTES = 1 << 26
@@ -42,6 +49,20 @@ DEFAULT_WORKERS = 1
 # keep every core busy and memory flat.
 BATCH_DOCS = 1024
 BATCH_CHARS = 4 << 20
+
+
+def ids_dtype(vocab_size: int, wanted: str | None = None) -> str:
+    """`wanted`, or the narrowest of ID_DTYPES that holds every id (0 .. vocab_size - 1)."""
+    if wanted is not None and wanted not in ID_DTYPES:
+        raise ValueError(f"input_ids dtype must be one of {', '.join(ID_DTYPES)}, got {wanted!r}")
+    for name in ID_DTYPES if wanted is None else (wanted,):
+        if vocab_size - 1 <= np.iinfo(name).max:
+            return name
+    raise ValueError(f"token ids of a {vocab_size}-token vocabulary do not fit {name}")
+
+
+def mds_columns(dtype: str) -> dict[str, str]:
+    return {"input_ids": f"ndarray:{dtype}", "source": "str", "language": "str"}
 
 
 def split_of(key: str, val_fraction: float, seed: int = DEFAULT_SEED) -> str:
@@ -66,11 +87,20 @@ def convert(
     seed: int = DEFAULT_SEED,
     overwrite: bool = False,
     progress: bool = False,
+    num_parts: int = 1,
+    part: int | None = None,
+    split_bytes: int = DEFAULT_SPLIT_BYTES,
+    input_ids_dtype: str | None = None,
 ) -> Summary:
     """Tokenize every document of `inputs` into OUTPUT/{train,val} MDS datasets.
 
     Inputs are paths, `hf:` dataset specs, `local:` (the built-in corpus) or Source objects.
-    Raises FileNotFoundError / ValueError (SourceError) naming the bad input; on any error the
+    `output` is a folder or a remote URL (s3://, gs://, oci://, file://). With `num_parts`
+    > 1 only part `part` (default: from SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX) is
+    converted, into OUTPUT/{train,val}/part-I and OUTPUT/parts/I (see parts.py); a part that
+    already completed is skipped (converted again with `overwrite`). Token ids are stored as
+    `input_ids_dtype` (default: uint16 when the vocabulary fits, else uint32). Raises
+    FileNotFoundError / ValueError (SourceError) naming the bad input; on any error the
     partial output is removed.
     """
     from streaming.base.compression import is_compression
@@ -86,8 +116,16 @@ def convert(
     for name, cap in (("max_docs", max_docs), ("max_bytes", max_bytes)):
         if cap is not None and cap < 1:
             raise ValueError(f"{name} must be >= 1, got {cap}")
+    partition = Partition.resolve(num_parts, part)
+    if num_parts > 1 and (max_docs is not None or max_bytes is not None):
+        raise ValueError("max_docs/max_bytes cap a one-machine run; they do not combine with parts")
+    root = OutputRoot.parse(output)
     # refuse an output that is, holds or lies in an input (or the tokenizer) before any work
-    check_output_folder(output, OUTPUT_KIND, overwrite, [*inputs, tokenizer])
+    if root.local is not None:
+        if num_parts == 1:
+            check_output_folder(root.local, OUTPUT_KIND, overwrite, [*inputs, tokenizer])
+        else:  # parts share a root other parts may have written; parts.py guards each part
+            check_not_over_inputs(root.local, [*inputs, tokenizer])
     sources = make_sources(inputs, ReadOptions(text_field=text_field), extensions)
     tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str | Path) else tokenizer
     if not hasattr(tok, "backend_tokenizer"):
@@ -99,6 +137,7 @@ def convert(
             "tokenizer": str(tokenizer) if isinstance(tokenizer, str | Path) else tok.name_or_path,
             FINGERPRINT_KEY: tokenizer_fingerprint(tok),
             "vocab_size": len(tok),
+            "input_ids_dtype": ids_dtype(len(tok), input_ids_dtype),
             "val_fraction": val_fraction,
             "seed": seed,
             "text_field": text_field,
@@ -107,27 +146,44 @@ def convert(
             "max_bytes": max_bytes,
         }
     )
+    tokenizer_json = tok.backend_tokenizer.to_str()
+    write = partial(
+        _write_splits,
+        tokenizer_json=tokenizer_json,
+        summary=summary,
+        workers=workers,
+        compression=compression,
+        shard_bytes=shard_bytes,
+        val_fraction=val_fraction,
+        seed=seed,
+        progress=progress,
+    )
+    if num_parts > 1:
+        summary.config.update(num_parts=num_parts, split_bytes=split_bytes)
+        items = iter_part(sources, partition, split_bytes)
+        return convert_part(
+            root, partition, summary, lambda targets: write(items, targets), tokenizer_json,
+            overwrite,
+        )  # fmt: skip
     items = capped_documents(iter_items(sources), max_docs, max_bytes)
+    if root.is_remote:
+        with remote_output(root, summary, overwrite) as targets:
+            write(items, targets)
+            _check_documents(summary, val_fraction)
+        return summary
     with staged_output(output, overwrite) as tmp:
-        _write_splits(
-            items,
-            tok.backend_tokenizer.to_str(),
-            tmp,
-            summary,
-            workers=workers,
-            compression=compression,
-            shard_bytes=shard_bytes,
-            val_fraction=val_fraction,
-            seed=seed,
-            progress=progress,
-        )
-        if summary.documents == 0:
-            skipped = dict(summary.skipped) or "nothing"
-            raise SourceError(f"no documents in the inputs (skipped: {skipped})")
-        if val_fraction > 0 and summary.splits["val"].documents == 0:
-            log.warning("val split is empty: too few documents for val_fraction=%s", val_fraction)
+        write(items, local_targets(tmp))
+        _check_documents(summary, val_fraction)
         (tmp / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
+
+
+def _check_documents(summary: Summary, val_fraction: float) -> None:
+    if summary.documents == 0:
+        skipped = dict(summary.skipped) or "nothing"
+        raise SourceError(f"no documents in the inputs (skipped: {skipped})")
+    if val_fraction > 0 and summary.splits["val"].documents == 0:
+        log.warning("val split is empty: too few documents for val_fraction=%s", val_fraction)
 
 
 def _batches(items: Iterable[Item], summary: Summary) -> Iterator[tuple[list[str], list[Document]]]:
@@ -150,10 +206,10 @@ def _batches(items: Iterable[Item], summary: Summary) -> Iterator[tuple[list[str
 
 def _write_splits(
     items: Iterable[Item],
-    tokenizer_json: str,
-    out: Path,
-    summary: Summary,
+    targets: dict[str, SplitTarget],
     *,
+    tokenizer_json: str,
+    summary: Summary,
     workers: int,
     compression: str | None,
     shard_bytes: int,
@@ -166,17 +222,19 @@ def _write_splits(
 
     from modernbert.data.shard_hash import SHARD_HASH
 
+    columns = mds_columns(summary.config["input_ids_dtype"])
+    dtype = np.dtype(summary.config["input_ids_dtype"])
     writers = {
         s: MDSWriter(
-            out=str(out / s),
-            columns=COLUMNS,
+            out=t.mds_out,
+            columns=columns,
             compression=compression,
             size_limit=shard_bytes,
             hashes=[SHARD_HASH],
         )
-        for s in SPLITS
+        for s, t in targets.items()
     }
-    lengths: dict[str, list[int]] = {s: [] for s in SPLITS}
+    lengths = {s: LengthsWriter(t.lengths) for s, t in targets.items()}
     try:
         with (
             BatchEncoder(tokenizer_json, workers) as encoder,
@@ -184,6 +242,7 @@ def _write_splits(
         ):
             for (flat, doc_lengths), docs in encoder.map(_batches(items, summary)):
                 ends = np.cumsum(doc_lengths)
+                flat = flat.astype(dtype, copy=False)
                 for doc, ids in zip(docs, np.split(flat, ends[:-1]), strict=True):
                     if ids.size == 0:
                         summary.add_skipped(doc.source, "no_tokens")
@@ -204,9 +263,10 @@ def _write_splits(
                 bar.update(len(docs))
                 bar.set_postfix(tokens=f"{summary.tokens:,}", refresh=False)
     except BaseException:
-        for writer in writers.values():
+        for split, writer in writers.items():
             writer.cancel_future_jobs()
+            lengths[split].discard()
         raise
     for split, writer in writers.items():
         writer.finish()
-        np.save(out / split / "doc_lengths.npy", np.asarray(lengths[split], dtype=np.uint32))
+        targets[split].publish_lengths(lengths[split].finish())

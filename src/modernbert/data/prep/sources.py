@@ -63,11 +63,13 @@ class PathSource:
             for name in sorted(files):
                 yield Path(root) / name
 
-    def __iter__(self) -> Iterator[Item]:
+    def listing(self) -> Iterator[tuple[Path, str] | Skipped]:
+        """(file, document key prefix) of every file to read, and skip notes, in walk order.
+
+        Raises SourceError (after the walk) if a folder holds no file with a usable extension.
+        """
         if self.path.is_file():
-            reader = reader_for(self.path)
-            assert reader is not None  # checked in __post_init__
-            yield from reader(self.path, self.name, self.name, self.options)
+            yield self.path, self.name
             return
         read = 0
         unknown: dict[str, int] = {}
@@ -80,11 +82,20 @@ class PathSource:
                 yield Skipped(self.name, reason, str(path))
                 continue
             read += 1
-            key = f"{self.name}/{path.relative_to(self.path).as_posix()}"
-            yield from reader(path, self.name, key, self.options)
+            yield path, f"{self.name}/{path.relative_to(self.path).as_posix()}"
         if read == 0:
             found = ", ".join(f"{e} ({n})" for e, n in sorted(unknown.items())) or "no files"
             raise SourceError(f"{self.path}: no files with a usable extension (found: {found})")
+
+    def __iter__(self) -> Iterator[Item]:
+        for entry in self.listing():
+            if isinstance(entry, Skipped):
+                yield entry
+                continue
+            path, key = entry
+            reader = reader_for(path)
+            assert reader is not None  # listing() yields readable files only
+            yield from reader(path, self.name, key, self.options)
 
 
 @dataclass

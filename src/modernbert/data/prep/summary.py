@@ -87,6 +87,37 @@ class Summary:
             total.update(stats.skipped)
         return total
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Summary:
+        """The inverse of to_dict (keys it does not know are ignored)."""
+        summary = cls(config=dict(data.get("config", {})))
+        for name, counts in data.get("splits", {}).items():
+            summary.splits[name] = Counts(counts["documents"], counts["tokens"], counts["bytes"])
+        for name, stats in data.get("sources", {}).items():
+            summary.sources[name] = SourceStats(
+                stats["documents"],
+                stats["tokens"],
+                stats["bytes"],
+                Counter(stats.get("languages", {})),
+                Counter(stats.get("skipped", {})),
+            )
+        return summary
+
+    def add(self, other: Summary) -> None:
+        """Add another conversion's counts to these (merging parts)."""
+        for name, counts in other.splits.items():
+            mine = self.splits.setdefault(name, Counts())
+            mine.documents += counts.documents
+            mine.tokens += counts.tokens
+            mine.bytes += counts.bytes
+        for name, stats in other.sources.items():
+            mine = self._source(name)
+            mine.documents += stats.documents
+            mine.tokens += stats.tokens
+            mine.bytes += stats.bytes
+            mine.languages.update(stats.languages)
+            mine.skipped.update(stats.skipped)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "config": self.config,
