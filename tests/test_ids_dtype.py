@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from modernbert.data import MLMLoaderConfig, StreamConfig, build_mlm_dataloader
+from modernbert.data.flat import model_inputs
 from modernbert.data.prep.convert import convert, ids_dtype
 from modernbert.data.prep.documents import Document
 from modernbert.data.prep.local_corpus import LocalCorpus
@@ -77,7 +78,7 @@ def test_training_on_uint16_shards_gives_the_same_losses(both) -> None:
         out_losses = []
         for _, batch in zip(range(6), loader(out, tok), strict=False):
             assert batch["input_ids"].dtype == torch.int64
-            loss = model(**batch).loss
+            loss = model(**model_inputs(batch)).loss
             loss.backward()
             opt.step()
             opt.zero_grad()

@@ -92,14 +92,19 @@ class Summary:
         """The inverse of to_dict (keys it does not know are ignored)."""
         summary = cls(config=dict(data.get("config", {})))
         for name, counts in data.get("splits", {}).items():
-            summary.splits[name] = Counts(counts["documents"], counts["tokens"], counts["bytes"])
+            summary.splits[name] = Counts(
+                documents=counts["documents"],
+                tokens=counts["tokens"],
+                bytes=counts["bytes"],
+                max_token_id=counts.get("max_token_id", -1),
+            )
         for name, stats in data.get("sources", {}).items():
             summary.sources[name] = SourceStats(
-                stats["documents"],
-                stats["tokens"],
-                stats["bytes"],
-                Counter(stats.get("languages", {})),
-                Counter(stats.get("skipped", {})),
+                documents=stats["documents"],
+                tokens=stats["tokens"],
+                bytes=stats["bytes"],
+                languages=Counter(stats.get("languages", {})),
+                skipped=Counter(stats.get("skipped", {})),
             )
         return summary
 
@@ -110,6 +115,7 @@ class Summary:
             mine.documents += counts.documents
             mine.tokens += counts.tokens
             mine.bytes += counts.bytes
+            mine.max_token_id = max(mine.max_token_id, counts.max_token_id)
         for name, stats in other.sources.items():
             mine = self._source(name)
             mine.documents += stats.documents
