@@ -195,9 +195,7 @@ def test_merged_parts_equal_one_machine(corpus: Path, tok, one_run: Path, tmp_pa
     resumed.dataset.load_state_dict(state)
     rest = list(resumed)
     assert len(rest) == len(reference) - 7
-    assert all(
-        torch.equal(a[k], b[k]) for a, b in zip(rest, reference[7:]) for k in TENSOR_KEYS
-    )
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(rest, reference[7:]) for k in TENSOR_KEYS)
 
 
 KILLER = """
