@@ -120,7 +120,6 @@ def test_glue_paths_pairs_regression_and_mnli_start(tiny_hf, task_data, tmp_path
     from modernbert.eval.runner import run_eval
 
     monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     opts = _options(
         tiny_hf, task_data, tmp_path / "out", "stsb,rte,mnli", lrs=(1e-3, 3e-4), epochs=1,
         wandb_project="modernbert-test",
@@ -138,7 +137,7 @@ def test_glue_paths_pairs_regression_and_mnli_start(tiny_hf, task_data, tmp_path
     kept = sorted(p.name for p in (tmp_path / "out" / "checkpoints").iterdir())
     best = tasks["mnli"]["best_lr"]
     assert kept == [f"mnli-lr{best:g}-seed{s}" for s in SEEDS]  # only the best LR's encoders
-    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    assert list((tmp_path / "out" / "wandb").glob("offline-run-*"))
 
 
 def test_metrics_come_from_the_library_on_known_cases():

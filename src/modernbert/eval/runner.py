@@ -52,7 +52,10 @@ class RecordLog:
         if wandb_project:
             import wandb
 
-            self._wandb = wandb.init(project=wandb_project, config=config, job_type="eval")
+            # the run's files go beside metrics.jsonl, whatever an earlier run set up
+            self._wandb = wandb.init(
+                project=wandb_project, config=config, job_type="eval", dir=str(path.parent)
+            )
 
     def __call__(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record) + "\n")
