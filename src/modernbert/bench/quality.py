@@ -209,6 +209,8 @@ def train_plain(
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss))
         seen += int(batch["attention_mask"].sum())
+        if len(losses) % 25 == 0:
+            print(f"step {len(losses)}: loss {losses[-1]:.3f}, {seen} tokens", flush=True)
     return model, losses
 
 

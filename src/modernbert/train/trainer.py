@@ -28,6 +28,7 @@ from modernbert.train.config import CompileOptions, TrainConfig, load_recipe, re
 from modernbert.train.export import RunRecord
 from modernbert.train.loggers import build_loggers
 from modernbert.train.optim import build_optimizer
+from modernbert.train.phase_hparams import KeepRecipeHyperparameters
 from modernbert.train.schedulers import build_scheduler
 from modernbert.train.shard_grads import ShardGradientAverage
 from modernbert.train.validate import check_tokenizer_vocab
@@ -163,10 +164,14 @@ def microbatch_size_for(cfg: TrainConfig) -> int:
     return int(micro)
 
 
-def internal_callbacks(cfg: TrainConfig) -> list[Callback]:
+def internal_callbacks(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> list[Callback]:
     """Callbacks the run needs whatever the recipe says; they run before the recipe's own
-    (the FSDP2 gradient fix must come before clipping and the gradient-norm metric)."""
-    return [ShardGradientAverage()] if cfg.parallelism.strategy == "fsdp2" else []
+    (the FSDP2 gradient fix must come before clipping and the gradient-norm metric). A phase
+    that loads the previous optimizer state gets this recipe's LR and decay settings back."""
+    out: list[Callback] = [ShardGradientAverage()] if cfg.parallelism.strategy == "fsdp2" else []
+    if cfg.init_from is not None and not cfg.init_from.reset_optimizer:
+        out.append(KeepRecipeHyperparameters(optimizer))
+    return out
 
 
 def compile_config_for(cfg: TrainConfig) -> dict[str, Any] | None:
@@ -184,6 +189,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     train_spec, evaluator = build_dataloaders(cfg, tokens)
     record = RunRecord(model.model.config, cfg.tokenizer, cfg.save_folder, recipe_to_dict(cfg))
     loggers = build_loggers(cfg)
+    optimizer = build_optimizer(cfg.optimizer, model)
     return Trainer(
         run_name=cfg.run_name,
         seed=cfg.seed,
@@ -192,10 +198,10 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         eval_dataloader=evaluator,
         eval_interval=cfg.eval_interval if evaluator is not None else 1,
         max_duration=cfg.max_duration,
-        optimizers=build_optimizer(cfg.optimizer, model),
+        optimizers=optimizer,
         schedulers=build_scheduler(cfg.scheduler),
         step_schedulers_every_batch=True,
-        callbacks=[record, *internal_callbacks(cfg), *build_callbacks(cfg)],
+        callbacks=[record, *internal_callbacks(cfg, optimizer), *build_callbacks(cfg)],
         loggers=loggers,
         progress_bar=not any(name == "console" for name in cfg.loggers),
         precision=precision_for(cfg),
