@@ -50,8 +50,9 @@ class RunSpec:
         plain = PlainParts.parse(",".join(parts)) if side == "plain" else None
         return cls(side, plain, overrides, text)
 
-    def file_name(self, seed: int, budget: Budget) -> str:
-        key = json.dumps([self.text, dataclasses.asdict(budget)]).encode()
+    def file_name(self, seed: int, budget: Budget, recipe: Path) -> str:
+        """Result file of this spec for one seed; a changed recipe or budget is a new run."""
+        key = json.dumps([self.text, dataclasses.asdict(budget), recipe.read_text()]).encode()
         return f"{hashlib.sha1(key).hexdigest()[:12]}-{seed}.json"
 
 
@@ -99,7 +100,11 @@ def _compare(args: argparse.Namespace) -> None:
     budget = _budget(args)
     specs = [RunSpec.parse(s) for s in args.runs]
     args.out.mkdir(parents=True, exist_ok=True)
-    jobs = [(s, seed, args.out / s.file_name(seed, budget)) for s in specs for seed in args.seeds]
+    jobs = [
+        (s, seed, args.out / s.file_name(seed, budget, args.recipe))
+        for s in specs
+        for seed in args.seeds
+    ]
     todo = [j for j in jobs if not j[2].exists()]
     print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done, {args.parallel} at a time")
     running: list[tuple[subprocess.Popen, Path]] = []
