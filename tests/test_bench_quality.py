@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,8 @@ from modernbert.data.tokenizer import TokenSpec, load_tokenizer
 from modernbert.hf.convert import to_hf
 from modernbert.train.config import load_recipe
 
+DEMO = Path(__file__).resolve().parents[1] / "yamls" / "demo" / "pretrain.yaml"
+
 
 def test_budget_schedule_is_warmup_then_linear_decay_to_alpha():
     b = Budget(tokens=1000, warmup_fraction=0.1, alpha_f=0.1)
@@ -34,7 +38,7 @@ def test_budget_schedule_is_warmup_then_linear_decay_to_alpha():
 
 def test_budget_overrides_give_the_trainer_the_same_schedule():
     b = Budget(tokens=400_000)
-    cfg = load_recipe("yamls/demo/pretrain.yaml", [*b.overrides(), "batch_size_warmup=null"])
+    cfg = load_recipe(DEMO, [*b.overrides(), "batch_size_warmup=null"])
     assert (cfg.max_duration, cfg.scheduler.t_warmup) == ("400000tok", "40000tok")
     assert (cfg.scheduler.t_decay, cfg.scheduler.alpha_f) == ("0.9dur", 0.1)
     assert cfg.scheduler.decay_shape == "linear" and cfg.max_grad_norm == 1.0

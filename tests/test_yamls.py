@@ -75,7 +75,7 @@ def test_phases_chain_and_follow_the_recipe(prefix, size):
         assert cfg.train_loader.mlm_probability == 0.3
         assert cfg.eval_loader.mlm_probability == 0.15
         assert cfg.model.local_rope_theta == 10_000
-        assert cfg.optimizer.name == "stable_adamw"
+        assert cfg.optimizer.name == "stable_adamw" or (cfg is pretrain and prefix == "demo/")
         assert tuple(cfg.optimizer.betas) == (0.9, 0.98)
     assert pretrain.model.global_rope_theta == 10_000
     assert context.model.global_rope_theta == decay.model.global_rope_theta == 160_000
