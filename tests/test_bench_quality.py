@@ -55,6 +55,9 @@ def test_run_specs_split_plain_parts_from_recipe_overrides():
         PlainParts(rows="packed")
     with pytest.raises(ValueError, match="unknown plain part"):
         PlainParts.parse("modle=ours")
+    assert PlainParts.parse("schedule=composer").schedule == "composer"
+    with pytest.raises(ValueError, match="plain schedule must be one of"):
+        PlainParts(schedule="late")
 
 
 def test_masked_lm_loss_is_the_mean_over_labelled_positions():

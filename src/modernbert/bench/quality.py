@@ -77,9 +77,18 @@ class PlainParts:
     optimizer: str = "adamw"  # adamw (torch, weight decay 0.01) | a registry name
     masking: str = "hf"  # hf | ours
     rows: str = "pieces"  # pieces | packed (our loader: implies our masking and model)
+    # exact: the LR of a step is the schedule at the tokens seen before it; composer: at the
+    # tokens seen before the previous step, as Composer steps schedulers before it advances
+    # its clock (so the first two steps both run at the schedule's start)
+    schedule: str = "exact"
 
     def __post_init__(self) -> None:
-        choices = {"model": ("hf", "ours"), "masking": ("hf", "ours"), "rows": ("pieces", "packed")}
+        choices = {
+            "model": ("hf", "ours"),
+            "masking": ("hf", "ours"),
+            "rows": ("pieces", "packed"),
+            "schedule": ("exact", "composer"),
+        }
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(
@@ -195,11 +204,12 @@ def train_plain(
     peak = [g["lr"] for g in optimizer.param_groups]
     batches = _plain_batches(cfg, tokenizer, tokens, parts)
     losses: list[float] = []
-    seen = 0
+    seen = before_previous = 0
     while seen < budget.tokens:
         batch = next(batches)
+        at = seen if parts.schedule == "exact" else before_previous
         for group, lr in zip(optimizer.param_groups, peak):
-            group["lr"] = lr * budget.lr_multiplier(seen)
+            group["lr"] = lr * budget.lr_multiplier(at)
         kwargs = {k: v for k, v in batch.items() if k != "position_ids" or parts.model == "ours"}
         loss = model(**kwargs).loss
         loss.backward()
@@ -208,6 +218,7 @@ def train_plain(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss))
+        before_previous = seen
         seen += int(batch["attention_mask"].sum())
         if len(losses) % 25 == 0:
             print(f"step {len(losses)}: loss {losses[-1]:.3f}, {seen} tokens", flush=True)
