@@ -29,6 +29,7 @@ from modernbert.train.export import RunRecord
 from modernbert.train.loggers import build_loggers
 from modernbert.train.optim import build_optimizer
 from modernbert.train.phase_hparams import KeepRecipeHyperparameters
+from modernbert.train.schedule_clock import StepSchedulersOnTime
 from modernbert.train.schedulers import build_scheduler
 from modernbert.train.shard_grads import ShardGradientAverage
 from modernbert.train.validate import check_tokenizer_vocab
@@ -166,9 +167,12 @@ def microbatch_size_for(cfg: TrainConfig) -> int:
 
 def internal_callbacks(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> list[Callback]:
     """Callbacks the run needs whatever the recipe says; they run before the recipe's own
-    (the FSDP2 gradient fix must come before clipping and the gradient-norm metric). A phase
-    that loads the previous optimizer state gets this recipe's LR and decay settings back."""
-    out: list[Callback] = [ShardGradientAverage()] if cfg.parallelism.strategy == "fsdp2" else []
+    (the FSDP2 gradient fix must come before clipping and the gradient-norm metric; the LR for
+    the next batch must be set before the LR monitor reads it). A phase that loads the
+    previous optimizer state gets this recipe's LR and decay settings back."""
+    out: list[Callback] = [StepSchedulersOnTime()]
+    if cfg.parallelism.strategy == "fsdp2":
+        out.append(ShardGradientAverage())
     if cfg.init_from is not None and not cfg.init_from.reset_optimizer:
         out.append(KeepRecipeHyperparameters(optimizer))
     return out
