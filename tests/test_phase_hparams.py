@@ -21,6 +21,7 @@ def test_kept_optimizer_state_gets_the_new_recipes_settings(tmp_path):
         "optimizer.weight_decay=1.0e-3",
         "batch_size_warmup=null",
         "scheduler.t_warmup=0ba",
+        "scheduler.t_decay=0dur",
         "max_duration=1ba",
     ]
     trainer = build_trainer(load_recipe(recipe, phase2))
@@ -30,6 +31,7 @@ def test_kept_optimizer_state_gets_the_new_recipes_settings(tmp_path):
     groups = trainer.state.optimizers[0].param_groups
     assert [g["group_name"] for g in groups] == ["decay", "no_decay"]
     assert [g["weight_decay"] for g in groups] == [1e-3, 0.0]
-    assert all(g["max_lr"] == g["lr"] == g["initial_lr"] == 1e-4 for g in groups)
+    assert all(g["max_lr"] == g["initial_lr"] == 1e-4 for g in groups)
+    assert trainer.state.schedulers[0].base_lrs == [1e-4, 1e-4]  # the LR every batch scales
     assert int(groups[0]["step"]) == 5  # the moments and step count were kept
     trainer.close()
