@@ -12,7 +12,8 @@ from modernbert.train import RecipeError
 from modernbert.train.config import TrainConfig, load_recipe
 
 YAMLS = Path(__file__).resolve().parents[1] / "yamls"
-ALL = sorted(YAMLS.rglob("*.yaml"))
+PARTS = YAMLS / "parts"  # pieces recipes inherit, not recipes themselves
+ALL = sorted(p for p in YAMLS.rglob("*.yaml") if PARTS not in p.parents)
 SIZES = ("base", "large")
 PLACEHOLDER = "/PATH/TO/"
 
@@ -37,10 +38,15 @@ def test_every_yaml_loads_and_validates(path):
 
 
 @pytest.mark.parametrize("world_size", [8, 16, 32, 64])
-@pytest.mark.parametrize("size", SIZES)
-def test_cluster_recipes_validate_on_common_gpu_counts(size, world_size):
+def test_base_recipes_validate_on_common_gpu_counts(world_size):
     for phase in ("pretrain", "context_extension", "decay"):
-        _load(f"{phase}_{size}.yaml", world_size=world_size)
+        _load(f"{phase}_base.yaml", world_size=world_size)
+
+
+def test_large_recipes_validate_on_the_papers_eight_gpus():
+    # the paper's long-context batches of large (616 and 624 rows) suit 8 GPUs, not 16+
+    for name in ("pretrain", "pretrain_large_lr_drop", "context_extension", "decay"):
+        _load(f"{name}.yaml" if name.endswith("drop") else f"{name}_large.yaml", world_size=8)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -60,6 +66,8 @@ def test_phases_chain_and_follow_the_recipe(prefix, size):
     pretrain = _load(f"{prefix}pretrain{suffix}.yaml")
     context = _load(f"{prefix}context_extension{suffix}.yaml")
     decay = _load(f"{prefix}decay{suffix}.yaml")
+    if size == "large" and not prefix:  # large continues its pretraining at a lower LR first
+        pretrain = _load("pretrain_large_lr_drop.yaml")
     assert context.init_from.path == pretrain.save_folder
     assert context.init_from.mode == decay.init_from.mode == "weights"
     assert decay.init_from.path == context.save_folder
@@ -67,14 +75,14 @@ def test_phases_chain_and_follow_the_recipe(prefix, size):
         assert cfg.train_loader.mlm_probability == 0.3
         assert cfg.eval_loader.mlm_probability == 0.15
         assert cfg.model.local_rope_theta == 10_000
-        assert cfg.optimizer.name == "stable_adamw"
+        assert cfg.optimizer.name == "stable_adamw" or (cfg is pretrain and prefix == "demo/")
         assert tuple(cfg.optimizer.betas) == (0.9, 0.98)
     assert pretrain.model.global_rope_theta == 10_000
     assert context.model.global_rope_theta == decay.model.global_rope_theta == 160_000
     assert context.train_loader.max_seq_len == 4 * pretrain.train_loader.max_seq_len or (
         context.train_loader.max_seq_len == 8 * pretrain.train_loader.max_seq_len
     )
-    assert pretrain.batch_size_warmup is not None
+    assert pretrain.batch_size_warmup is not None or pretrain.init_from is not None
     assert pretrain.scheduler.name == context.scheduler.name == "warmup_stable_decay"
     assert decay.scheduler.decay_shape == "1-sqrt"
 

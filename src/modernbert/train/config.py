@@ -1,7 +1,8 @@
 """The typed training recipe: YAML + `key=value` overrides -> `TrainConfig`, checked at the door.
 
-`load_recipe(path, overrides)` reads the YAML with OmegaConf, merges the dotlist overrides,
-substitutes `{run_name}` in every string, converts the data into the dataclasses below with
+`load_recipe(path, overrides)` reads the YAML with OmegaConf (its `inherit:` parts merged
+underneath, `model.size` looked up in the table of sizes: `modernbert.train.compose`), merges
+the dotlist overrides, resolves `${run_name}`-style interpolations, substitutes `{run_name}`, converts the data into the dataclasses below with
 the generic converter (`modernbert.train.convert`) and runs `validate_recipe`. Every problem
 (unknown key with a did-you-mean, wrong type, missing value, impossible combination) is
 reported by its full key path in one `RecipeError` before any model or data is built.
@@ -26,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from modernbert.data.config import BatchSizeWarmup, MLMLoaderConfig
 from modernbert.model import ModernBertConfig
 from modernbert.train.callbacks import CALLBACKS
+from modernbert.train.compose import load_composed, resolve_size
 from modernbert.train.convert import Interval, Keyed, Named, RecipeError, convert
 from modernbert.train.init_hf import hf_recipe_problems
 from modernbert.train.loggers import LOGGERS
@@ -197,20 +199,12 @@ def load_recipe(
 
     `world_size` (for the divisibility checks) defaults to the launcher's `WORLD_SIZE` or 1.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe file not found: {path}")
-    try:
-        raw = OmegaConf.load(path)
-    except Exception as err:  # YAML syntax errors come in several types
-        raise RecipeError(f"{path}: cannot parse YAML: {err}") from err
-    if not OmegaConf.is_dict(raw):
-        raise RecipeError(f"{path}: the recipe must be a mapping of keys, got {type(raw).__name__}")
+    raw = load_composed(Path(path))
     bad = [o for o in overrides if "=" not in o or not o.split("=", 1)[0].strip()]
     if bad:
         raise RecipeError([f"override {o!r} is not of the form key=value" for o in bad])
     try:
-        merged = OmegaConf.merge(raw, OmegaConf.from_dotlist(list(overrides)))
+        merged = resolve_size(OmegaConf.merge(raw, OmegaConf.from_dotlist(list(overrides))))
         data = OmegaConf.to_container(merged, resolve=True)
     except OmegaConfBaseException as err:
         raise RecipeError(f"{path}: {err}") from err

@@ -47,6 +47,8 @@ from modernbert.train.safe_load import (
     resume_checkpoint,
     verify_checkpoint,
 )
+from modernbert.train.phase_hparams import KeepRecipeHyperparameters
+from modernbert.train.schedule_clock import StepSchedulersOnTime
 from modernbert.train.schedulers import build_scheduler
 from modernbert.train.shard_grads import ShardGradientAverage
 from modernbert.train.validate import check_tokenizer_vocab
@@ -197,10 +199,17 @@ def parallelism_config_for(cfg: TrainConfig) -> dict[str, Any] | None:
     return cfg.parallelism.composer_config() if sharded(cfg) else None
 
 
-def internal_callbacks(cfg: TrainConfig) -> list[Callback]:
+def internal_callbacks(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> list[Callback]:
     """Callbacks the run needs whatever the recipe says; they run before the recipe's own
-    (the FSDP2 gradient fix must come before clipping and the gradient-norm metric)."""
-    return [ShardGradientAverage()] if sharded(cfg) and cfg.parallelism.strategy == "fsdp2" else []
+    (the FSDP2 gradient fix must come before clipping and the gradient-norm metric; the LR for
+    the next batch must be set before the LR monitor reads it). A phase that loads the
+    previous optimizer state gets this recipe's LR and decay settings back."""
+    out: list[Callback] = [StepSchedulersOnTime()]
+    if sharded(cfg) and cfg.parallelism.strategy == "fsdp2":
+        out.append(ShardGradientAverage())
+    if cfg.init_from is not None and not cfg.init_from.reset_optimizer:
+        out.append(KeepRecipeHyperparameters(optimizer))
+    return out
 
 
 def compile_config_for(cfg: TrainConfig) -> dict[str, Any] | None:
@@ -261,6 +270,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     train_spec, evaluator = build_dataloaders(cfg, tokens)
     record = RunRecord(model.model.config, cfg.tokenizer, cfg.save_folder, recipe_to_dict(cfg))
     loggers = build_loggers(cfg)
+    optimizer = build_optimizer(cfg.optimizer, model)
     trainer = MLMTrainer(
         run_name=cfg.run_name,
         seed=cfg.seed,
@@ -269,10 +279,10 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         eval_dataloader=evaluator,
         eval_interval=cfg.eval_interval if evaluator is not None else 1,
         max_duration=cfg.max_duration,
-        optimizers=build_optimizer(cfg.optimizer, model),
+        optimizers=optimizer,
         schedulers=build_scheduler(cfg.scheduler),
         step_schedulers_every_batch=True,
-        callbacks=[record, *internal_callbacks(cfg), *build_callbacks(cfg)],
+        callbacks=[record, *internal_callbacks(cfg, optimizer), *build_callbacks(cfg)],
         loggers=loggers,
         progress_bar=not any(name == "console" for name in cfg.loggers),
         precision=precision_for(cfg),

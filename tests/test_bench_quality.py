@@ -1,0 +1,103 @@
+"""The learning-efficiency benchmark's parts: schedule, run specs, the shared evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modernbert.bench.golden import golden_recipe
+from modernbert.bench.quality import (
+    Budget,
+    PlainParts,
+    logits_function,
+    masked_lm_loss,
+    seeded_model,
+    train_plain,
+)
+from modernbert.bench.quality_data import eval_batches
+from modernbert.bench.quality_runs import RunSpec
+from modernbert.data.tokenizer import TokenSpec, load_tokenizer
+from modernbert.hf.convert import to_hf
+from modernbert.train.config import load_recipe
+
+DEMO = Path(__file__).resolve().parents[1] / "yamls" / "demo" / "pretrain.yaml"
+
+
+def test_budget_schedule_is_warmup_then_linear_decay_to_alpha():
+    b = Budget(tokens=1000, warmup_fraction=0.1, alpha_f=0.1)
+    assert b.lr_multiplier(0) == 0.0
+    assert b.lr_multiplier(50) == pytest.approx(0.5)
+    assert b.lr_multiplier(100) == pytest.approx(1.0)
+    assert b.lr_multiplier(550) == pytest.approx(0.5)
+    assert b.lr_multiplier(1000) == pytest.approx(0.1)
+    assert b.lr_multiplier(990) == pytest.approx(0.1)  # floored at alpha_f
+
+
+def test_budget_overrides_give_the_trainer_the_same_schedule():
+    b = Budget(tokens=400_000)
+    cfg = load_recipe(DEMO, [*b.overrides(), "batch_size_warmup=null"])
+    assert (cfg.max_duration, cfg.scheduler.t_warmup) == ("400000tok", "40000tok")
+    assert (cfg.scheduler.t_decay, cfg.scheduler.alpha_f) == ("0.9dur", 0.1)
+    assert cfg.scheduler.decay_shape == "linear" and cfg.max_grad_norm == 1.0
+
+
+def test_run_specs_split_plain_parts_from_recipe_overrides():
+    spec = RunSpec.parse("plain:model=ours;optimizer=stable_adamw;optimizer.lr=1e-3")
+    assert spec.parts == PlainParts(model="ours", optimizer="stable_adamw")
+    assert spec.overrides == ("optimizer.lr=1e-3",)
+    assert RunSpec.parse("ours:optimizer.name=decoupled_adamw").parts is None
+    with pytest.raises(ValueError, match="apply to the plain side only"):
+        RunSpec.parse("ours:model=hf")
+    with pytest.raises(ValueError, match="needs model=ours"):
+        PlainParts(rows="packed")
+    with pytest.raises(ValueError, match="unknown plain part"):
+        PlainParts.parse("modle=ours")
+    assert PlainParts.parse("schedule=composer").schedule == "composer"
+    with pytest.raises(ValueError, match="plain schedule must be one of"):
+        PlainParts(schedule="late")
+
+
+def test_masked_lm_loss_is_the_mean_over_labelled_positions():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    labels = torch.full((2, 5), -100)
+    labels[0, 1], labels[1, 3], labels[1, 4] = 3, 6, 0
+    batch = {"input_ids": torch.zeros(2, 5, dtype=torch.long), "labels": labels}
+    batch["attention_mask"] = torch.ones_like(labels)
+    got = masked_lm_loss(lambda ids, mask: logits, [batch])
+    keep = labels != -100
+    assert got == pytest.approx(float(F.cross_entropy(logits[keep], labels[keep])))
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    path = golden_recipe(tmp_path_factory.mktemp("golden"))
+    overrides = ["train_loader.max_seq_len=32", "model.max_position_embeddings=32"]
+    return path, overrides, load_recipe(path, overrides)
+
+
+def test_both_sides_start_from_the_same_weights_and_share_the_evaluation(golden):
+    *_, cfg = golden
+    tokens = TokenSpec.from_tokenizer(load_tokenizer(cfg.tokenizer))
+    stream = next(iter(cfg.train_loader.streams.values()))
+    val = eval_batches(stream.local, tokens, 32)
+    assert val[0]["input_ids"][:, 0].eq(tokens.cls_id).all()  # one piece per row
+    ours = seeded_model(cfg)
+    theirs = to_hf(ours)
+    ours_loss = masked_lm_loss(logits_function(ours), val)
+    assert masked_lm_loss(logits_function(theirs), val) == pytest.approx(ours_loss, abs=1e-4)
+    assert masked_lm_loss(logits_function(seeded_model(cfg)), val) == ours_loss
+
+
+@pytest.mark.parametrize(
+    "parts", [PlainParts(), PlainParts(model="ours", optimizer="stable_adamw", rows="packed")]
+)
+def test_plain_loop_trains_to_the_token_budget(golden, parts):
+    path, overrides, _ = golden
+    torch.set_num_threads(1)
+    _, losses = train_plain(path, overrides, Budget(tokens=1500), parts)
+    assert 5 <= len(losses) <= 8  # 8 rows of at most 32 tokens a step
+    assert all(torch.isfinite(torch.tensor(losses)))
