@@ -38,6 +38,7 @@ from modernbert.train.guards import check_enough_rows, install_save_guards, lock
 from modernbert.train.init_hf import load_hf_weights, resolve_hf_init, tokenizer_for
 from modernbert.train.loggers import build_loggers
 from modernbert.train.optim import build_optimizer
+from modernbert.train.phase_hparams import KeepRecipeHyperparameters
 from modernbert.train.safe_load import (
     VerifiedCheckpoint,
     check_model_fits,
@@ -47,7 +48,6 @@ from modernbert.train.safe_load import (
     resume_checkpoint,
     verify_checkpoint,
 )
-from modernbert.train.phase_hparams import KeepRecipeHyperparameters
 from modernbert.train.schedule_clock import StepSchedulersOnTime
 from modernbert.train.schedulers import build_scheduler
 from modernbert.train.shard_grads import ShardGradientAverage
