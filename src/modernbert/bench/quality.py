@@ -238,11 +238,12 @@ def _plain_batches(cfg: Any, tokenizer: Any, tokens: Any, parts: PlainParts):
     """Endless training batches of `cfg.global_train_batch_size` rows."""
     rows = cfg.global_train_batch_size
     if parts.rows == "packed":
+        from ..data.flat import padded_rows
         from ..data.loader import build_mlm_dataloader
 
         loader = build_mlm_dataloader(cfg.train_loader, tokens, rows, seed=cfg.seed)
-        while True:
-            yield from loader
+        while True:  # the loader's packed rows, padded as a plain loop feeds them
+            yield from (padded_rows(batch, tokens.pad_id) for batch in loader)
     stream = next(iter(cfg.train_loader.streams.values()))
     source = document_source(stream.local, stream.split or cfg.train_loader.split)
     seq = cfg.train_loader.max_seq_len
