@@ -18,7 +18,7 @@ from modernbert.data.prep.cli_args import add_input_args, max_bytes, sources_fro
 def main(argv: list[str] | None = None) -> None:
     # The converter (streaming, torch) is imported inside main: spawned workers re-import this
     # file, and they need none of it.
-    from modernbert.data.prep import convert as conv
+    from modernbert.data.prep import to_mds as conv
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_input_args(parser)

@@ -14,8 +14,8 @@ import argparse
 import time
 
 from modernbert.data.prep.cli_args import add_input_args, max_bytes, sources_from_args
+from modernbert.data.prep.inputs import iter_texts
 from modernbert.data.prep.sampling import DEFAULT_SAMPLE_SEED, sample_texts
-from modernbert.data.prep.sources import iter_texts
 from modernbert.data.tokenizer import DEFAULT_MIN_FREQUENCY, TokenSpec, train_tokenizer
 from modernbert.safe_output import check_output_folder
 

@@ -34,9 +34,9 @@ def cpu_seconds() -> float:
 def main(argv: list[str] | None = None) -> None:
     from tokenizers import Tokenizer
 
-    from modernbert.data.prep.convert import convert
+    from modernbert.data.prep.inputs import DocumentList, iter_texts
     from modernbert.data.prep.local_corpus import LocalCorpus, build_local_corpus
-    from modernbert.data.prep.sources import DocumentList, iter_texts
+    from modernbert.data.prep.to_mds import convert
     from modernbert.data.tokenizer import load_tokenizer, train_tokenizer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -33,7 +33,7 @@ from modernbert.data import (
 from modernbert.data.epoch_order import PermutedRange
 from modernbert.data.packing import EpochPacking, GatheredLengths
 from modernbert.data.row_index import RowIndex
-from modernbert.data.sources import map_lengths
+from modernbert.data.streams import map_lengths
 from modernbert.data.synthetic import lognormal_lengths, random_documents, write_mds_documents
 from modernbert.data.tokenizer import TokenSpec
 

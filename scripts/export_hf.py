@@ -15,7 +15,7 @@ import sys
 
 from modernbert.errors import UserError
 from modernbert.safe_output import check_output_folder
-from modernbert.train.export import export_checkpoint
+from modernbert.train.checkpoint_export import export_checkpoint
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,10 +33,10 @@ class TinyCorpus:
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> TinyCorpus:
-    from modernbert.data.prep.convert import convert
     from modernbert.data.prep.documents import Document
+    from modernbert.data.prep.inputs import DocumentList
     from modernbert.data.prep.local_corpus import LocalCorpus
-    from modernbert.data.prep.sources import DocumentList
+    from modernbert.data.prep.to_mds import convert
     from modernbert.data.tokenizer import train_tokenizer
 
     root = tmp_path_factory.mktemp("tiny_corpus")

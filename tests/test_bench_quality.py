@@ -20,7 +20,7 @@ from modernbert.bench.quality import (
 from modernbert.bench.quality_data import eval_batches
 from modernbert.bench.quality_runs import RunSpec
 from modernbert.data.tokenizer import TokenSpec, load_tokenizer
-from modernbert.hf.convert import to_hf
+from modernbert.hf.model_mapping import to_hf
 from modernbert.train.config import load_recipe
 
 DEMO = Path(__file__).resolve().parents[1] / "yamls" / "demo" / "pretrain.yaml"

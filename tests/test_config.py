@@ -18,10 +18,10 @@ from modernbert.train.config import (
     recipe_from_dict,
     recipe_to_dict,
 )
-from modernbert.train.convert import RecipeError
 from modernbert.train.loggers import ConsoleConfig, WandBConfig
 from modernbert.train.optim import OptimizerConfig
 from modernbert.train.schedulers import CosineWithWarmupConfig, WarmupStableDecayConfig
+from modernbert.train.typed_yaml import RecipeError
 from modernbert.train.validate import check_tokenizer_vocab, validate_recipe
 
 TINY_MODEL = {

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from modernbert.model import ModernBertConfig, ModernBertForMaskedLM
+from modernbert.train.checkpoint_export import RUN_RECORD_FILE, RUN_RECORD_KEY, RunRecord
 from modernbert.train.composer_model import ComposerMLM
-from modernbert.train.export import RUN_RECORD_FILE, RUN_RECORD_KEY, RunRecord
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "export_hf.py"
 
@@ -70,7 +70,7 @@ def test_export_monolithic_checkpoint_with_the_script(trained_like, tmp_path, ca
 def test_export_sharded_checkpoint_reads_run_json(trained_like, tmp_path):
     import torch.distributed.checkpoint as dcp
 
-    from modernbert.train.export import export_checkpoint
+    from modernbert.train.checkpoint_export import export_checkpoint
 
     model, record = trained_like
     folder = tmp_path / "checkpoints"

@@ -102,7 +102,7 @@ def test_fsdp2_sharded_checkpoint_exports_and_starts_the_next_phase(
 
     from modernbert.hf import from_hf
     from modernbert.train.checkpoint import read_checkpoint
-    from modernbert.train.export import export_checkpoint
+    from modernbert.train.checkpoint_export import export_checkpoint
 
     checkpoint = fsdp2_run / "checkpoints" / f"ep0-ba{STEPS}"
     hf = AutoModelForMaskedLM.from_pretrained(export_checkpoint(checkpoint, tmp_path / "hf"))

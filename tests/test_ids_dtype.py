@@ -10,10 +10,10 @@ import torch
 
 from modernbert.data import MLMLoaderConfig, StreamConfig, build_mlm_dataloader
 from modernbert.data.flat import model_inputs
-from modernbert.data.prep.convert import convert, ids_dtype
 from modernbert.data.prep.documents import Document
+from modernbert.data.prep.inputs import DocumentList
 from modernbert.data.prep.local_corpus import LocalCorpus
-from modernbert.data.prep.sources import DocumentList
+from modernbert.data.prep.to_mds import convert, ids_dtype
 from modernbert.data.tokenizer import TokenSpec, train_tokenizer
 from modernbert.model import ModernBertConfig, ModernBertForMaskedLM
 

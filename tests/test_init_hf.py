@@ -106,7 +106,7 @@ def test_model_starts_from_the_hf_weights(tiny_corpus, stock_folder, tmp_path):
 def test_continued_loss_falls_and_export_gives_our_logits(tiny_corpus, continued, tmp_path):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    from modernbert.train.export import export_checkpoint, model_from_checkpoint
+    from modernbert.train.checkpoint_export import export_checkpoint, model_from_checkpoint
 
     losses = read_losses(continued / "metrics.jsonl")
     first = sum(losses[s] for s in range(3)) / 3

@@ -336,7 +336,7 @@ print(before, open_fds())
 _HOLD_DATASET = """
 import sys, time
 from modernbert.data import MLMLoaderConfig, StreamConfig
-from modernbert.data.sources import DocumentSource
+from modernbert.data.streams import DocumentSource
 source = DocumentSource(MLMLoaderConfig(streams={"s": StreamConfig(local=sys.argv[1])}))
 print("ready", flush=True)
 time.sleep(600)

@@ -17,7 +17,8 @@ from modernbert.data import (
     build_mlm_dataloader,
 )
 from modernbert.data.loader import world_from_environment
-from modernbert.data.synthetic import DOC_LENGTHS_FILE, random_documents, write_mds_documents
+from modernbert.data.mds_format import DOC_LENGTHS_FILE
+from modernbert.data.synthetic import random_documents, write_mds_documents
 from modernbert.data.tokenizer import TokenSpec
 
 TOKENS = TokenSpec(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modernbert.data.prep.convert import convert
 from modernbert.data.prep.documents import Document, Skipped
 from modernbert.data.prep.local_corpus import (
     CODE_SOURCE,
@@ -14,6 +13,7 @@ from modernbert.data.prep.local_corpus import (
     docstrings_document,
     package_roots,
 )
+from modernbert.data.prep.to_mds import convert
 from modernbert.data.tokenizer import train_tokenizer
 
 SMALL = ("stdlib", "json", "tokenizers")

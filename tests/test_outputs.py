@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modernbert.data.prep.convert import convert
+from modernbert.data.prep.to_mds import convert
 
 from conftest import REPO
 

@@ -21,12 +21,12 @@ from transformers import PreTrainedTokenizerFast
 
 from modernbert.data import MLMLoaderConfig, StreamConfig, build_mlm_dataloader
 from modernbert.data.flat import TENSOR_KEYS, layout_of
-from modernbert.data.prep.convert import convert
 from modernbert.data.prep.documents import Document, Skipped
+from modernbert.data.prep.inputs import DocumentList, iter_items, make_sources
 from modernbert.data.prep.merge import merge_parts
 from modernbert.data.prep.partition import Partition, assign, iter_part, plan_units
 from modernbert.data.prep.readers import ReadOptions, jsonl_ranges, read_jsonl
-from modernbert.data.prep.sources import DocumentList, iter_items, make_sources
+from modernbert.data.prep.to_mds import convert
 from modernbert.data.tokenizer import TokenSpec, train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ def test_part_index_from_the_scheduler() -> None:
 def read_docs(out: Path | str, split: str) -> Counter:
     from streaming import StreamingDataset
 
-    from modernbert.data.sources import release_shared_memory
+    from modernbert.data.streams import release_shared_memory
 
     ds = StreamingDataset(local=str(out), split=split, shuffle=False, batch_size=1)
     try:
@@ -200,7 +200,7 @@ def test_merged_parts_equal_one_machine(corpus: Path, tok, one_run: Path, tmp_pa
 
 KILLER = """
 import os, signal, sys
-from modernbert.data.prep import convert as conv
+from modernbert.data.prep import to_mds as conv
 conv.BATCH_DOCS = 8
 real = conv._batches
 def dying(items, summary):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from modernbert.data.prep.documents import Document, Item
+from modernbert.data.prep.inputs import make_sources
 from modernbert.data.prep.sampling import sample_texts
-from modernbert.data.prep.sources import make_sources
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ import pytest
 
 from modernbert.data import MLMLoaderConfig, StreamConfig, build_mlm_dataloader
 from modernbert.data.shard_hash import SHARD_HASH
-from modernbert.data.sources import DocumentSource
+from modernbert.data.streams import DocumentSource
 from modernbert.data.tokenizer import TokenSpec
 from modernbert.errors import DataError, one_line
 

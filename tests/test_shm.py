@@ -7,7 +7,7 @@ import numpy as np
 from streaming.base.shared import prefix as shm_prefix
 
 from modernbert.data import MLMLoaderConfig, StreamConfig
-from modernbert.data.sources import DocumentSource
+from modernbert.data.streams import DocumentSource
 from modernbert.data.synthetic import random_documents, write_mds_documents
 
 

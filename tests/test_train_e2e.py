@@ -52,7 +52,7 @@ def test_checkpoints_and_run_record(trained_run):
 def test_export_loads_in_transformers_with_same_logits(trained_run, tmp_path):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    from modernbert.train.export import export_checkpoint, model_from_checkpoint
+    from modernbert.train.checkpoint_export import export_checkpoint, model_from_checkpoint
 
     out = export_checkpoint(trained_run / "checkpoints", tmp_path / "hf")
     hf = AutoModelForMaskedLM.from_pretrained(out).eval()

@@ -63,7 +63,7 @@ def test_fsdp_bf16_trains_checkpoints_and_exports(tiny_corpus, tmp_path, strateg
     from transformers import AutoModelForMaskedLM
 
     from modernbert.train.checkpoint import find_checkpoint
-    from modernbert.train.export import export_checkpoint
+    from modernbert.train.checkpoint_export import export_checkpoint
 
     run_dir = _fsdp_run(tiny_corpus, tmp_path / "run", state_dict_type, strategy)
     losses = read_losses(run_dir / "metrics.jsonl")

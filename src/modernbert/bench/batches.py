@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from modernbert.model.config import IGNORE_INDEX
+
 from ..data.flat import FlatBatchBuilder, model_inputs
 
-IGNORE_INDEX = -100
 HOST_KEYS = ("max_seqlen", "seqlens_host")  # stay on the host when a batch moves
 LABEL_KEYS = ("labels", "masked_positions", "masked_labels")  # dropped for inference
 

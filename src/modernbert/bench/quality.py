@@ -196,7 +196,7 @@ def train_plain(
     tokens = TokenSpec.from_tokenizer(tokenizer)
     model = seeded_model(cfg)
     if parts.model == "hf":
-        from ..hf.convert import to_hf
+        from ..hf.model_mapping import to_hf
 
         model = to_hf(model)
     model.train()

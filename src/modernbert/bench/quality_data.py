@@ -17,7 +17,7 @@ import torch
 from ..data.config import EVAL_MLM_PROBABILITY, MLMLoaderConfig, StreamConfig
 from ..data.masking import MLMMasker
 from ..data.packing import split_documents
-from ..data.sources import DocumentSource
+from ..data.streams import DocumentSource
 from ..data.tokenizer import TokenSpec
 
 DEMO_VOCAB = 4096  # the demo tokenizer's size (scripts/demo.sh)
@@ -27,9 +27,9 @@ EVAL_MASK_SEED = 0  # masks of the validation rows: the same for every run and s
 def ensure_demo_data(out: Path) -> tuple[Path, Path]:
     """(tokenizer folder, MDS folder) of the demo corpus under `out`, built when missing the
     way scripts/demo.sh builds them (this machine's Python packages; no network)."""
-    from ..data.prep.convert import convert
+    from ..data.prep.inputs import iter_texts
     from ..data.prep.local_corpus import LocalCorpus
-    from ..data.prep.sources import iter_texts
+    from ..data.prep.to_mds import convert
     from ..data.tokenizer import train_tokenizer
 
     tok_dir, mds_dir = out / "tokenizer", out / "mds"

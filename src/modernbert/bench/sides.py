@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..hf.convert import to_hf
+from ..hf.model_mapping import to_hf
 from ..model import ModernBertConfig, ModernBertForMaskedLM
 from .batches import LABEL_KEYS
 

@@ -25,7 +25,7 @@ from modernbert.data.batching import BatchSchedule
 from modernbert.data.flat import Batch, FlatBatchBuilder, layout_of
 from modernbert.data.masking import MLMMasker
 from modernbert.data.packing import SPECIALS_PER_PIECE, EpochPacking, GatheredLengths
-from modernbert.data.sources import DocumentSource
+from modernbert.data.streams import DocumentSource
 from modernbert.data.tokenizer import TokenSpec
 from modernbert.errors import DataError
 

@@ -17,7 +17,7 @@ from modernbert.data.config import BatchSizeWarmup, MLMLoaderConfig
 from modernbert.data.dataset import PackedMLMDataset
 from modernbert.data.flat import Batch, layout_of
 from modernbert.data.masking import MLMMasker
-from modernbert.data.sources import DocumentSource
+from modernbert.data.streams import DocumentSource
 from modernbert.data.tokenizer import TokenSpec
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from modernbert.data.tokenizer import TokenSpec
+from modernbert.model.config import IGNORE_INDEX
 
-IGNORE_INDEX = -100  # label of positions the loss skips
 _MASKING_STREAM = 0x4D4C4D  # keeps masking draws apart from any other use of the same seed
 
 

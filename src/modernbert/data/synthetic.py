@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 from streaming import MDSWriter
 
+from modernbert.data.mds_format import DOC_LENGTHS_FILE, mds_columns
 from modernbert.data.shard_hash import SHARD_HASH
-
-MDS_COLUMNS = {"input_ids": "ndarray:uint32", "source": "str", "language": "str"}
-DOC_LENGTHS_FILE = "doc_lengths.npy"
 
 
 def lognormal_lengths(
@@ -48,7 +46,7 @@ def write_mds_documents(
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"refusing to write MDS shards into non-empty folder {folder}")
     with MDSWriter(
-        out=str(folder), columns=MDS_COLUMNS, size_limit=size_limit, hashes=[SHARD_HASH]
+        out=str(folder), columns=mds_columns("uint32"), size_limit=size_limit, hashes=[SHARD_HASH]
     ) as writer:
         for doc in documents:
             ids = np.asarray(doc, dtype=np.uint32)

@@ -1,7 +1,7 @@
 """Conversion between our ModernBERT and transformers' `ModernBertForMaskedLM`."""
 
-from .convert import config_from_hf, from_hf, hf_config, load_hf, to_hf
-from .export import as_hf_tokenizer, save_hf_folder
+from .model_mapping import config_from_hf, from_hf, hf_config, load_hf, to_hf
+from .save_folder import as_hf_tokenizer, save_hf_folder
 
 __all__ = [
     "as_hf_tokenizer",

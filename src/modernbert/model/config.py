@@ -8,10 +8,10 @@ Hugging Face conversion maps them one to one.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
+from ..suggest import did_you_mean
 from .activations import ACTIVATIONS
 from .attention import BACKEND_NAMES
 
@@ -184,9 +184,6 @@ class ModernBertConfig:
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = [key for key in values if key not in known]
         if unknown:
-            hints = []
-            for key in unknown:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            hints = [f"{key!r}{did_you_mean(str(key), known)}" for key in unknown]
             raise ValueError(f"unknown ModernBertConfig key(s): {', '.join(hints)}")
         return cls(**values)

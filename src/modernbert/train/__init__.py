@@ -2,7 +2,7 @@
 
 Part 1 (configuration and components):
     config.py      TrainConfig dataclasses, `load_recipe(path, overrides)`
-    convert.py     generic YAML -> dataclass converter, RecipeError
+    typed_yaml.py  generic YAML -> dataclass converter, RecipeError
     validate.py    `validate_recipe(cfg, world_size)`, `check_tokenizer_vocab`
     registry.py    name -> builder registries
     optim.py       OPTIMIZERS, `build_optimizer` (StableAdamW, DecoupledAdamW)
@@ -13,11 +13,11 @@ Part 1 (configuration and components):
 
 from modernbert.train.callbacks import build_callbacks
 from modernbert.train.config import TrainConfig, load_recipe, recipe_to_dict
-from modernbert.train.convert import RecipeError
 from modernbert.train.loggers import build_loggers
 from modernbert.train.optim import build_optimizer
 from modernbert.train.registry import Registry
 from modernbert.train.schedulers import build_scheduler
+from modernbert.train.typed_yaml import RecipeError
 from modernbert.train.validate import check_tokenizer_vocab, validate_recipe
 
 __all__ = [

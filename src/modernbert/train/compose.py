@@ -17,8 +17,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from modernbert.train.convert import RecipeError
-from modernbert.train.registry import did_you_mean
+from modernbert.suggest import did_you_mean
+from modernbert.train.typed_yaml import RecipeError
 
 INHERIT_KEY = "inherit"
 SIZE_KEY = "size"

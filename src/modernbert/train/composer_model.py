@@ -17,9 +17,9 @@ from torch import nn
 from torchmetrics import Metric
 
 from modernbert.data.flat import LAYOUT_KEY, model_inputs
+from modernbert.model.config import IGNORE_INDEX
 from modernbert.model.layers import EncoderLayer
 
-IGNORE_INDEX = -100
 # The `[B, L]` form (padded rows, e.g. hand-made batches); loader batches are flat.
 PADDED_INPUT_KEYS = ("input_ids", "attention_mask", "position_ids", "labels")
 

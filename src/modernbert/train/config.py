@@ -3,7 +3,7 @@
 `load_recipe(path, overrides)` reads the YAML with OmegaConf (its `inherit:` parts merged
 underneath, `model.size` looked up in the table of sizes: `modernbert.train.compose`), merges
 the dotlist overrides, resolves `${run_name}`-style interpolations, substitutes `{run_name}`, converts the data into the dataclasses below with
-the generic converter (`modernbert.train.convert`) and runs `validate_recipe`. Every problem
+the generic converter (`modernbert.train.typed_yaml`) and runs `validate_recipe`. Every problem
 (unknown key with a did-you-mean, wrong type, missing value, impossible combination) is
 reported by its full key path in one `RecipeError` before any model or data is built.
 
@@ -16,7 +16,6 @@ typed by their registry entry.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,14 +24,15 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from modernbert.data.config import BatchSizeWarmup, MLMLoaderConfig
+from modernbert.data.loader import world_from_environment
 from modernbert.model import ModernBertConfig
 from modernbert.train.callbacks import CALLBACKS
 from modernbert.train.compose import load_composed, resolve_size
-from modernbert.train.convert import Interval, Keyed, Named, RecipeError, convert
 from modernbert.train.init_hf import hf_recipe_problems
 from modernbert.train.loggers import LOGGERS
 from modernbert.train.optim import OPTIMIZERS, OptimizerConfig
 from modernbert.train.schedulers import SCHEDULERS
+from modernbert.train.typed_yaml import Interval, Keyed, Named, RecipeError, convert
 from modernbert.train.validate import validate_recipe
 
 __all__ = [
@@ -210,7 +210,7 @@ def load_recipe(
         raise RecipeError(f"{path}: {err}") from err
     cfg = recipe_from_dict(data)  # type: ignore[arg-type]
     if world_size is None:
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        world_size, _ = world_from_environment()
     validate_recipe(cfg, world_size)
     return cfg
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modernbert.data.fingerprint import FINGERPRINT_KEY, tokenizer_fingerprint
-from modernbert.train.convert import RecipeError
+from modernbert.train.typed_yaml import RecipeError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -95,7 +95,7 @@ def check_fingerprints(
 
 def scan_max_token_id(loader: MLMLoaderConfig) -> int:
     """Largest token id of every document the loader can read (one pass over the data)."""
-    from modernbert.data.sources import DocumentSource
+    from modernbert.data.streams import DocumentSource
 
     source = DocumentSource(loader)
     return max((int(source.read(i).max()) for i in range(source.num_documents)), default=-1)

@@ -18,7 +18,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modernbert.train.convert import RecipeError
+from modernbert.train.typed_yaml import RecipeError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

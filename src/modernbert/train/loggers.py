@@ -17,8 +17,8 @@ from composer.core import State
 from composer.loggers import ConsoleLogger, Logger, LoggerDestination, WandBLogger
 from composer.utils import dist
 
-from modernbert.train.convert import Interval
 from modernbert.train.registry import Registry
+from modernbert.train.typed_yaml import Interval
 
 if TYPE_CHECKING:
     from modernbert.train.config import TrainConfig

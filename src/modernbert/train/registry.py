@@ -5,24 +5,19 @@ keeps those names in one table so that an unknown name fails with the list of va
 (and a did-you-mean hint), instead of falling through an if/elif chain.
 
 Each entry may also carry an *options* dataclass: the typed shape of that component's YAML
-section. The recipe converter (`modernbert.train.convert`) uses it to type-check the section
+section. The recipe converter (`modernbert.train.typed_yaml`) uses it to type-check the section
 before anything is built, and the dataclass is the single home of the component's defaults.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from modernbert.suggest import did_you_mean
+
 B = TypeVar("B", bound=Callable[..., Any])
-
-
-def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
-    """A ` (did you mean 'x'?)` suffix for the closest choice, or '' when nothing is close."""
-    close = difflib.get_close_matches(str(name), sorted(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 @dataclass(frozen=True)

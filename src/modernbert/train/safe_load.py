@@ -30,8 +30,8 @@ from modernbert.train.checkpoint import (
     find_checkpoint,
     safe_torch_load,
 )
-from modernbert.train.convert import parse_time
 from modernbert.train.guards import checkpoints_by_batch
+from modernbert.train.typed_yaml import parse_time
 
 LATEST_CHECKPOINT = "latest-rank0.pt"  # Composer's link to the newest checkpoint of a folder
 # Composer time units (recipe suffix) -> the key of a checkpoint's saved Timestamp

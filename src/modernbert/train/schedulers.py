@@ -26,8 +26,8 @@ from composer.optim.scheduler import (
     _convert_time,
 )
 
-from modernbert.train.convert import Duration, parse_time
 from modernbert.train.registry import Registry
+from modernbert.train.typed_yaml import Duration, parse_time
 
 SCHEDULERS: Registry = Registry("scheduler")
 

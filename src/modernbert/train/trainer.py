@@ -8,7 +8,6 @@ recipe) is a callback, so every checkpoint carries what is needed to rebuild its
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,17 @@ from composer.core import Callback, DataSpec, Evaluator
 from composer.utils import dist, reproducibility
 
 from modernbert.data.flat import split_flat_batch
-from modernbert.data.loader import build_mlm_dataloader, composer_token_counts, num_samples_in_batch
+from modernbert.data.loader import (
+    build_mlm_dataloader,
+    composer_token_counts,
+    num_samples_in_batch,
+    world_from_environment,
+)
 from modernbert.data.tokenizer import TokenSpec, load_tokenizer
 from modernbert.model import ModernBertConfig, ModernBertForMaskedLM
 from modernbert.train.callbacks import build_callbacks
 from modernbert.train.checkpoint import find_checkpoint, init_model_from
+from modernbert.train.checkpoint_export import RunRecord
 from modernbert.train.composer_model import METRICS, ComposerMLM
 from modernbert.train.config import (
     CompileOptions,
@@ -33,7 +38,6 @@ from modernbert.train.config import (
     recipe_to_dict,
 )
 from modernbert.train.data_check import check_run_data
-from modernbert.train.export import RunRecord
 from modernbert.train.guards import check_enough_rows, install_save_guards, lock_save_folder
 from modernbert.train.init_hf import load_hf_weights, resolve_hf_init, tokenizer_for
 from modernbert.train.loggers import build_loggers
@@ -151,7 +155,7 @@ def build_dataloaders(cfg: TrainConfig, tokens: TokenSpec) -> tuple[DataSpec, Ev
 
 def _world_size() -> int:
     """Ranks of this run, as the launcher (``composer -n N``) announces them."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return world_from_environment()[0]
 
 
 def _data_spec(loader: Any) -> DataSpec:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from modernbert.train.convert import RecipeError, parse_time
+from modernbert.train.typed_yaml import RecipeError, parse_time
 
 if TYPE_CHECKING:
     from modernbert.data.config import MLMLoaderConfig

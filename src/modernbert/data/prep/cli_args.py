@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from modernbert.data.prep.inputs import Source, make_sources
 from modernbert.data.prep.local_corpus import DEFAULT_MAX_BYTES, DEFAULT_PACKAGES, LocalCorpus
 from modernbert.data.prep.readers import ReadOptions
-from modernbert.data.prep.sources import Source, make_sources
 
 
 def add_input_args(parser: argparse.ArgumentParser) -> None:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modernbert.data.prep.documents import TEXT, Document, Item, Skipped
+from modernbert.data.prep.inputs import IGNORED_DIRS, capped_documents
 from modernbert.data.prep.readers import PROSE_EXTENSIONS, decode_text, read_file_document
-from modernbert.data.prep.sources import IGNORED_DIRS, capped_documents
 
 STDLIB = "stdlib"
 # A fixed choice, in visiting order; packages that are not installed are skipped (counted).

@@ -16,9 +16,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from modernbert.data.mds_format import DOC_LENGTHS_FILE
 from modernbert.data.prep.lengths import concat_lengths
 from modernbert.data.prep.parts import (
-    LENGTHS_FILE,
     PLAN_FILE,
     SUMMARY_FILE,
     part_folder,
@@ -72,22 +72,22 @@ def _merge_split(root: OutputRoot, split: str, n: int, stage: Path) -> None:
         if index is None:
             raise FileNotFoundError(f"part {i} is complete but {root.url_of(rel)} has no index")
         if root.local is not None:
-            path = root.local / rel / LENGTHS_FILE
+            path = root.local / rel / DOC_LENGTHS_FILE
         else:
             path = stage / f"{i}.npy"
-            if not root.fetch(f"{rel}/{LENGTHS_FILE}", path):
-                raise FileNotFoundError(f"no {root.url_of(f'{rel}/{LENGTHS_FILE}')}")
+            if not root.fetch(f"{rel}/{DOC_LENGTHS_FILE}", path):
+                raise FileNotFoundError(f"no {root.url_of(f'{rel}/{DOC_LENGTHS_FILE}')}")
         samples = sum(int(shard["samples"]) for shard in index["shards"])
         count = len(_lengths_view(path))
         if count != samples:
             raise ValueError(
-                f"{root.url_of(rel)}: {LENGTHS_FILE} lists {count} documents, index {samples}"
+                f"{root.url_of(rel)}: {DOC_LENGTHS_FILE} lists {count} documents, index {samples}"
             )
         lengths.append(path)
     urls = [root.url_of(f"{split}/{part_folder(i)}/{INDEX_FILE}") for i in range(n)]
     if root.local is not None:
-        final = root.local / split / LENGTHS_FILE
-        merged = final.with_name(f"{LENGTHS_FILE}.tmp-{os.getpid()}")
+        final = root.local / split / DOC_LENGTHS_FILE
+        merged = final.with_name(f"{DOC_LENGTHS_FILE}.tmp-{os.getpid()}")
         concat_lengths(lengths, merged)
         os.replace(merged, final)
         # merge_index names shards by their partition folder, wherever it writes the index;
@@ -97,9 +97,9 @@ def _merge_split(root: OutputRoot, split: str, n: int, stage: Path) -> None:
         shutil.copyfile(stage / "index" / INDEX_FILE, index_tmp)
         os.replace(index_tmp, root.local / split / INDEX_FILE)
     else:
-        merged = stage / LENGTHS_FILE
+        merged = stage / DOC_LENGTHS_FILE
         concat_lengths(lengths, merged)
-        root.put(merged, f"{split}/{LENGTHS_FILE}")
+        root.put(merged, f"{split}/{DOC_LENGTHS_FILE}")
         merge_index(urls, (str(stage / "index"), root.url_of(split)), keep_local=False)
 
 

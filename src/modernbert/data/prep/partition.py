@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from functools import partial
 
 from modernbert.data.prep.documents import Document, Item, Skipped
+from modernbert.data.prep.inputs import PathSource, Source
 from modernbert.data.prep.readers import SPLITTERS, file_extension, reader_for
-from modernbert.data.prep.sources import PathSource, Source
 
 # Scheduler variables that carry the index of an array task, in the order they are tried.
 PART_ENV_VARS = ("SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX")

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from modernbert.data.mds_format import DOC_LENGTHS_FILE
 from modernbert.data.prep.partition import Partition
 from modernbert.data.prep.staging import staged_output
 from modernbert.data.prep.storage import OutputRoot
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 PARTS_DIR = "parts"
 PLAN_FILE = f"{PARTS_DIR}/plan.json"
 SUMMARY_FILE = "summary.json"
-LENGTHS_FILE = "doc_lengths.npy"
 
 
 def part_folder(part: int) -> str:
@@ -62,11 +62,11 @@ class SplitTarget:
 
     def publish_lengths(self, built: Path) -> None:
         if self.remote is not None:
-            OutputRoot(self.remote, remote=self.remote).put(built, LENGTHS_FILE)
+            OutputRoot(self.remote, remote=self.remote).put(built, DOC_LENGTHS_FILE)
 
 
 def local_targets(folder: Path) -> dict[str, SplitTarget]:
-    return {s: SplitTarget(folder / s, folder / s / LENGTHS_FILE) for s in SPLITS}
+    return {s: SplitTarget(folder / s, folder / s / DOC_LENGTHS_FILE) for s in SPLITS}
 
 
 def remote_targets(stage: Path, root: OutputRoot, prefix: str = "") -> dict[str, SplitTarget]:
@@ -75,7 +75,7 @@ def remote_targets(stage: Path, root: OutputRoot, prefix: str = "") -> dict[str,
     for s in SPLITS:
         (stage / f"lengths-{s}").mkdir(parents=True)
         remote = root.url_of(f"{s}/{prefix}" if prefix else s).rstrip("/")
-        targets[s] = SplitTarget(stage / s, stage / f"lengths-{s}" / LENGTHS_FILE, remote)
+        targets[s] = SplitTarget(stage / s, stage / f"lengths-{s}" / DOC_LENGTHS_FILE, remote)
     return targets
 
 

@@ -13,8 +13,8 @@ import hashlib
 from collections.abc import Iterable, Iterator
 
 from modernbert.data.prep.documents import Document
+from modernbert.data.prep.inputs import Source
 from modernbert.data.prep.partition import DEFAULT_SPLIT_BYTES, Unit, plan_units
-from modernbert.data.prep.sources import Source
 
 DEFAULT_SAMPLE_SEED = 0
 

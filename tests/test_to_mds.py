@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 from transformers import PreTrainedTokenizerFast
 
-from modernbert.data.prep.convert import convert, split_of
 from modernbert.data.prep.documents import Document, Item, SourceError
-from modernbert.data.prep.sources import DocumentList, HFSource
+from modernbert.data.prep.inputs import DocumentList, HFSource
+from modernbert.data.prep.to_mds import convert, split_of
 from modernbert.data.tokenizer import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ EXPECTED = [
 def read_split(folder: Path) -> list[dict]:
     from streaming import StreamingDataset
 
-    from modernbert.data.sources import release_shared_memory
+    from modernbert.data.streams import release_shared_memory
 
     ds = StreamingDataset(local=str(folder), shuffle=False, batch_size=1)
     try:

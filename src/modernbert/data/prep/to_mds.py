@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from modernbert.data.fingerprint import FINGERPRINT_KEY, tokenizer_fingerprint
+from modernbert.data.mds_format import mds_columns
 from modernbert.data.prep.documents import Document, Item, SourceError
 from modernbert.data.prep.encode import BatchEncoder
+from modernbert.data.prep.inputs import Source, capped_documents, iter_items, make_sources
 from modernbert.data.prep.lengths import LengthsWriter
 from modernbert.data.prep.partition import DEFAULT_SPLIT_BYTES, Partition, iter_part
 from modernbert.data.prep.parts import SplitTarget, convert_part, local_targets, remote_output
 from modernbert.data.prep.readers import ReadOptions
-from modernbert.data.prep.sources import Source, capped_documents, iter_items, make_sources
 from modernbert.data.prep.staging import OUTPUT_KIND, staged_output
 from modernbert.data.prep.storage import OutputRoot
 from modernbert.data.prep.summary import Summary
@@ -59,10 +60,6 @@ def ids_dtype(vocab_size: int, wanted: str | None = None) -> str:
         if vocab_size - 1 <= np.iinfo(name).max:
             return name
     raise ValueError(f"token ids of a {vocab_size}-token vocabulary do not fit {name}")
-
-
-def mds_columns(dtype: str) -> dict[str, str]:
-    return {"input_ids": f"ndarray:{dtype}", "source": "str", "language": "str"}
 
 
 def split_of(key: str, val_fraction: float, seed: int = DEFAULT_SEED) -> str:

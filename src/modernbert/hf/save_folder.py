@@ -9,7 +9,7 @@ from typing import Any
 import transformers
 
 from ..model import ModernBertForMaskedLM
-from .convert import to_hf
+from .model_mapping import to_hf
 
 _SPECIAL_TOKENS = {  # transformers role -> (our config field, token text, docs/interfaces.md)
     "cls_token": ("cls_token_id", "[CLS]"),

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 import pytest
 
-from modernbert.train.convert import Keyed, Named, RecipeError, TimeString, convert
 from modernbert.train.registry import Registry, did_you_mean
+from modernbert.train.typed_yaml import Keyed, Named, RecipeError, TimeString, convert
 
 
 class Color(enum.Enum):

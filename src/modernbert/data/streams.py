@@ -23,10 +23,10 @@ from streaming.base.storage import CloudDownloader
 
 from modernbert.data.config import MLMLoaderConfig
 from modernbert.data.epoch_order import PermutedRange
+from modernbert.data.mds_format import DOC_LENGTHS_FILE
 from modernbert.data.row_index import RowIndex, cache_dir, file_identity
 from modernbert.data.shard_hash import ShardValidator
 from modernbert.data.shm import open_dataset
-from modernbert.data.synthetic import DOC_LENGTHS_FILE
 from modernbert.errors import DataError
 
 INDEX_FILE = "index.json"

@@ -29,7 +29,8 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from composer.core import Time
 
-from modernbert.train.registry import Registry, did_you_mean
+from modernbert.suggest import did_you_mean
+from modernbert.train.registry import Registry
 
 T = TypeVar("T")
 
