@@ -25,7 +25,7 @@ from conftest import (
     write_recipe,
 )
 
-STEPS = 10
+STEPS = 24  # long enough that the kill after step 6 never comes after the last step
 CHECKPOINT_STEP = 4  # save_interval: a relaunch after step 6 resumes from the ba4 checkpoint
 KILL_AFTER_STEP = 6  # past the checkpoint, so steps 4..6 or more run twice
 LOOPBACK = "127.0.0.1"
