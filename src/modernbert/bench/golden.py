@@ -8,7 +8,7 @@ of width 64, fp32, one thread.
 
 When a change is meant to move the curve, regenerate the file and commit it with the change:
 
-    python scripts/bench_quality.py golden --update
+    python scripts/bench.py quality golden --update
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def read_golden(path: Path = GOLDEN_FILE) -> list[float]:
 
 def write_golden(losses: list[float], path: Path = GOLDEN_FILE) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    note = "regenerate with: python scripts/bench_quality.py golden --update"
+    note = "regenerate with: python scripts/bench.py quality golden --update"
     path.write_text(json.dumps({"note": note, "steps": len(losses), "losses": losses}, indent=1))
 
 
