@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from modernbert.bench.cli import main as bench_main
 from modernbert.bench.batches import (
     IGNORE_INDEX,
     LengthDistribution,
@@ -20,6 +18,7 @@ from modernbert.bench.batches import (
     real_tokens,
     variable_docs,
 )
+from modernbert.bench.cli import main as bench_main
 from modernbert.bench.flops import attended_keys, step_flops
 from modernbert.bench.presets import get_preset
 

@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
