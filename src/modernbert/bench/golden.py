@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..special_tokens import MLM_ROLES
+
 GOLDEN_FILE = Path(__file__).resolve().parents[3] / "tests" / "golden" / "tiny_losses.json"
 GOLDEN_STEPS = 16
 GOLDEN_RTOL = 1e-4  # losses agree to this relative tolerance (float32 sums, one thread)
@@ -54,7 +56,7 @@ def golden_recipe(workdir: Path) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     tok = train_tokenizer(_TOKENIZER_TEXT, vocab_size=300, output_dir=workdir / "tokenizer")
     spec = TokenSpec.from_tokenizer(tok)
-    specials = [*spec.special_ids, spec.cls_id, spec.sep_id, spec.mask_id, spec.pad_id]
+    specials = [*spec.special_ids, *spec.role_ids()]
     synthetic_corpus(workdir / "mds", np.setdiff1d(np.arange(spec.vocab_size), specials))
     recipe = _recipe(workdir, spec)
     path = workdir / "golden.yaml"
@@ -75,10 +77,7 @@ def _recipe(workdir: Path, spec: Any) -> dict[str, Any]:
             "num_attention_heads": 4,
             "max_position_embeddings": 64,
             "local_attention": 16,
-            "pad_token_id": spec.pad_id,
-            "cls_token_id": spec.cls_id,
-            "sep_token_id": spec.sep_id,
-            "mask_token_id": spec.mask_id,
+            **{r.config_field: getattr(spec, r.spec_field) for r in MLM_ROLES},
             "attn_backend": "sdpa",
         },
         "train_loader": {

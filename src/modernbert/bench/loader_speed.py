@@ -27,12 +27,12 @@ VOCAB = 50368
 def make_data(folder: Path, docs: int, seed: int) -> None:
     """`docs` random documents as MDS shards in `folder/train`."""
     from modernbert.data.synthetic import lognormal_lengths, random_documents, write_mds_documents
+    from modernbert.special_tokens import ROLES
 
     rng = np.random.default_rng(seed)
     lengths = lognormal_lengths(docs, rng)  # median 300 tokens, ~10% longer than 1024
-    write_mds_documents(
-        folder / "train", random_documents(lengths, rng, low=5, high=VOCAB), size_limit=1 << 26
-    )
+    body = random_documents(lengths, rng, low=len(ROLES), high=VOCAB)  # no special ids
+    write_mds_documents(folder / "train", body, size_limit=1 << 26)
 
 
 def bench(
@@ -47,9 +47,7 @@ def bench(
     )
     from modernbert.data.tokenizer import TokenSpec
 
-    tokens = TokenSpec(
-        cls_id=1, sep_id=2, mask_id=3, pad_id=0, special_ids=(0, 1, 2, 3, 4), vocab_size=VOCAB
-    )
+    tokens = TokenSpec.of_trained_layout(VOCAB)
     cfg = MLMLoaderConfig(
         streams={"synthetic": StreamConfig(local=str(folder))},
         max_seq_len=seq,

@@ -38,13 +38,7 @@ class MLMMasker:
         self.mlm_probability = mlm_probability
         self.mask_replace_prob = mask_replace_prob
         self.random_replace_prob = random_replace_prob
-        specials = {
-            *tokens.special_ids,
-            tokens.cls_id,
-            tokens.sep_id,
-            tokens.mask_id,
-            tokens.pad_id,
-        }
+        specials = {*tokens.special_ids, *tokens.role_ids()}
         table_size = max(tokens.vocab_size, max(specials) + 1)
         self.is_special = np.zeros(table_size, dtype=bool)
         self.is_special[list(specials)] = True

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ..special_tokens import MLM_ROLES, trained_ids
 from .config import ModernBertConfig
 from .loss import chunked_cross_entropy
 from .modeling import ModernBertForMaskedLM
@@ -36,10 +37,7 @@ def _head_model(vocab_size: int, hidden_size: int) -> ModernBertForMaskedLM:
         intermediate_size=hidden_size,
         num_hidden_layers=1,
         num_attention_heads=1,
-        pad_token_id=0,
-        cls_token_id=1,
-        sep_token_id=2,
-        mask_token_id=3,
+        **{r.config_field: trained_ids()[r.name] for r in MLM_ROLES},
     )
     return ModernBertForMaskedLM(config)
 
