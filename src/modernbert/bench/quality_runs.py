@@ -1,4 +1,4 @@
-"""`bench.py quality`: the learning-efficiency benchmark's command line (logic: quality.py).
+r"""`bench.py quality`: the learning-efficiency benchmark's command line (logic: quality.py).
 
     python scripts/bench.py quality compare                      # ours vs plain, seeds 17 18 19
     python scripts/bench.py quality compare --tokens 400000 --seeds 17 \

@@ -4,8 +4,8 @@
     python -m modernbert.model.loss_memory --device cuda   # bf16 on the GPU
 
 One forward + backward of the head and tied decoder over `num_tokens` masked hidden
-states: `plain` computes every logit then the cross-entropy in fp32 (the loss before the
-fast path), `chunked` is model/loss.py. On CUDA the figure is `max_memory_allocated` above
+states: `plain` computes every logit then the cross-entropy in fp32, `chunked` is
+model/loss.py. On CUDA the figure is `max_memory_allocated` above
 what the inputs and weights hold; on CPU it is the peak RSS of a fresh subprocess above its
 RSS once the inputs are built (a clean high-water mark, not shared with the caller).
 """
