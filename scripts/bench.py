@@ -1,6 +1,7 @@
 """Every benchmark of the framework, one subcommand each (`--help` lists them).
 
     python scripts/bench.py speed --preset cpu --json runs/bench_cpu.json
+    python scripts/bench.py loss-memory [--device cuda]
     python scripts/bench.py train-loop yamls/demo/pretrain.yaml --steps 40 --skip 10
     python scripts/bench.py quality compare | quality golden [--update]
     python scripts/bench.py loader --workers 0 2 | loader --scale 1e7 1e8

@@ -3,6 +3,7 @@ the loader subcommand really runs on tiny synthetic data (both forms)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,7 @@ def test_each_subcommand_has_help(name, capsys):
     "argv",
     [
         ["speed", "--preset", "tiny", "--repeats", "1"],
+        ["loss-memory", "--tokens", "500", "--vocab", "1024", "--device", "cpu"],
         ["train-loop", "yamls/demo/pretrain.yaml", "max_duration=5ba", "--steps", "5"],
         ["train-run", "summarize", "m.jsonl", "--window", "50"],
         ["train-run", "profile", "--out", "prof", "r.yaml", "seed=3"],
@@ -90,3 +92,10 @@ def test_loader_scale_form_plans_in_a_child_process():
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "20,000 docs" in done.stdout and "resume at the last batch" in done.stdout
+
+
+def test_loss_memory_subcommand_measures_both_modes(capsys):
+    assert main(["loss-memory", "--tokens", "300", "--vocab", "512", "--hidden", "32"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["tokens"] == 300 and figures["device"] == "cpu"
+    assert figures["plain_peak_mib"] >= 0 and figures["chunked_peak_mib"] >= 0

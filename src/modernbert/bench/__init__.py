@@ -3,6 +3,8 @@
     speed       our model vs transformers' (speed.py -> runner, sides, batches, memory,
                 presets, report); imports torch, transformers, `modernbert.model` and the
                 flat batch of `modernbert.data.flat` (numpy) only, so it runs on a bare GPU box
+    loss-memory the MLM head + loss's peak memory, plain vs chunked
+                (`modernbert.model.loss_memory`, which the speed benchmark also reports)
     train-loop  whole training loop vs bare model steps (loop.py)
     train-run   a run's metrics summary and a recipe's step profile (train_run.py)
     quality     learning efficiency vs a plain loop, the golden losses (quality_runs.py ->

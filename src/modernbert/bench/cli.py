@@ -35,6 +35,10 @@ COMMANDS: dict[str, Command] = {
         "modernbert.bench.speed",
         "our model vs transformers' ModernBertForMaskedLM: tokens/s, peak memory, MFU",
     ),
+    "loss-memory": Command(
+        "modernbert.model.loss_memory",
+        "peak memory of the MLM head + loss, plain vs chunked (the model's loss)",
+    ),
     "train-loop": Command(
         "modernbert.bench.loop", "tokens/s of the whole loop (main.py) vs the bare model step"
     ),

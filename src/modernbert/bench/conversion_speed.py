@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     max_bytes = int(args.max_mb * 1e6)
 
-    work = Path(tempfile.mkdtemp(prefix="bench_convert-"))
+    work = Path(tempfile.mkdtemp(prefix="bench-convert-"))
     start = time.perf_counter()
     docs = build_local_corpus(max_bytes=max_bytes)
     build_s = time.perf_counter() - start

@@ -121,7 +121,7 @@ def scale_benchmark(
     n: int, seq: int, batch: int, index_workers: int, replay: int, max_index: float
 ) -> None:
     """Print the figures of one size (see the module docstring)."""
-    folder = Path(tempfile.mkdtemp(prefix="bench_loader_scale-"))
+    folder = Path(tempfile.mkdtemp(prefix="bench-loader-scale-"))
     try:
         path = folder / "doc_lengths.npy"
         start = time.perf_counter()

@@ -1,7 +1,7 @@
 """Peak memory of the MLM head + loss, chunked vs plain, for the benchmark.
 
-    python -m modernbert.model.loss_memory                 # 10k masked x 50k vocab, CPU
-    python -m modernbert.model.loss_memory --device cuda   # bf16 on the GPU
+    python scripts/bench.py loss-memory                  # 10k masked x 50k vocab, CPU
+    python scripts/bench.py loss-memory --device cuda    # bf16 on the GPU
 
 One forward + backward of the head and tied decoder over `num_tokens` masked hidden
 states: `plain` computes every logit then the cross-entropy in fp32, `chunked` is
@@ -105,19 +105,17 @@ def loss_peak_bytes(
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`bench.py loss-memory`'s options (the benchmark entry: modernbert.bench.cli)."""
     parser.add_argument("--tokens", type=int, default=10_000)
     parser.add_argument("--vocab", type=int, default=50_368)
     parser.add_argument("--hidden", type=int, default=768)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None)
-    parser.add_argument("--inner", nargs=6, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.inner:
-        mode, tokens, vocab, hidden, device, dtype = args.inner
-        print(_measure_here(mode, int(tokens), int(vocab), int(hidden), device, dtype))
-        return {}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print both modes' peaks as one JSON line."""
     result = {
         mode: loss_peak_bytes(mode, args.tokens, args.vocab, args.hidden, args.device, args.dtype)
         for mode in MODES
@@ -128,8 +126,11 @@ def main(argv: list[str] | None = None) -> dict:
             | {f"{mode}_peak_mib": round(b / 2**20, 1) for mode, b in result.items()}
         )
     )
-    return result
+    return 0
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the child process of `loss_peak_bytes` on the CPU
+    if len(sys.argv) != 8 or sys.argv[1] != "--inner":
+        sys.exit("error: this is loss_peak_bytes' child; run `python scripts/bench.py loss-memory`")
+    mode, tokens, vocab, hidden, device, dtype = sys.argv[2:]
+    print(_measure_here(mode, int(tokens), int(vocab), int(hidden), device, dtype))
