@@ -137,6 +137,46 @@ def test_composer_training_step_makes_no_device_sync(tiny_corpus, tmp_path):
     assert gaps == [{}] * 5, gaps
 
 
+class FailOnCudaSync(Callback):
+    """CUDA's own sync detector, raising, from the end of the first step (warm-up) to the end
+    of the last, except over the steps that log their loss (they read it once)."""
+
+    def __init__(self, loss_interval: int, steps: int) -> None:
+        self.loss_interval = loss_interval
+        self.steps = steps
+        self.checked: list[int] = []  # steps (counted from 1) run with the detector on
+
+    def batch_start(self, state: State, logger: Logger) -> None:
+        step = int(state.timestamp.batch) + 1
+        if step % self.loss_interval == 0:
+            torch.cuda.set_sync_debug_mode("default")
+        elif step > 1:
+            self.checked.append(step)
+
+    def batch_end(self, state: State, logger: Logger) -> None:
+        done = int(state.timestamp.batch)
+        torch.cuda.set_sync_debug_mode("error" if done < self.steps else "default")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_steps_between_loss_logs_never_sync(tiny_corpus, tmp_path):
+    """On one GPU, whole Composer steps and the fetches between them make no device sync
+    except the logged loss's read (any other raises inside fit, naming the call)."""
+    cfg = _cfg(
+        tiny_corpus, tmp_path, "max_duration=6ba", "scheduler.t_warmup=1ba", "loss_log_interval=3"
+    )
+    detector = FailOnCudaSync(loss_interval=3, steps=6)
+    trainer = build_trainer(cfg)
+    trainer.state.callbacks.append(detector)
+    try:
+        trainer.fit()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        trainer.close()
+    assert detector.checked == [2, 4, 5]
+
+
 def test_loss_logged_every_n_steps_is_that_steps_loss(tiny_corpus, tmp_path):
     from modernbert.train.trainer import run
 
