@@ -9,7 +9,8 @@ On one rank both numbers are already on the host (the fetch either returned a ba
 raised StopIteration; the weights are counts from the batch's layout), so these versions
 use them directly. They run the same events in the same order as Composer's, and
 ``MLMTrainer`` uses them only when the world size is 1; with several ranks Composer's
-all-reduced versions stay, because the ranks must stop and weigh together.
+all-reduced versions stay, because the ranks must stop and weigh together. The third read,
+the logged loss, is thinned on every world size (``loss_logged_after``).
 """
 
 from __future__ import annotations
@@ -89,5 +90,6 @@ def train_microbatches(
 
 def loss_logged_after(steps_done: int, interval: int) -> bool:
     """Whether the step that brings the run to ``steps_done`` steps logs its loss: every
-    ``interval``-th step (the steps the gradient norm and the non-finite flag are read on)."""
+    ``interval``-th step, counted as the gradient norm's and the non-finite flag's intervals
+    are, so with equal intervals all three reads fall on the same steps."""
     return steps_done % interval == 0
