@@ -5,6 +5,7 @@ the newest N across restarts, a full disk and a finished run are each one line."
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,31 @@ def test_divergence_without_checkpoints_still_fails(tiny_corpus, tmp_path, capsy
     )
     assert _main()([str(recipe)]) == 1  # checked at the end of fit, not only before saves
     assert "training diverged" in capsys.readouterr().err
+
+
+def test_divergence_is_caught_at_the_check_interval_when_the_loss_is_not_logged(
+    tiny_corpus, tmp_path, capsys
+):
+    """The guard reads its own device flag: a run that logs no loss still stops at the first
+    check after the divergence, not at the end."""
+    run = tmp_path / "run"
+    recipe = _recipe(
+        tiny_corpus,
+        run,
+        max_duration="12ba",
+        save_folder=None,
+        autoresume=False,
+        nonfinite_check_interval=2,
+        loss_log_interval=100,
+        optimizer={"name": "stable_adamw", "lr": 1.0e6},
+    )
+    assert _main()([str(recipe)]) == 1
+    err = capsys.readouterr().err
+    found = re.search(r"not finite from step (\d+) on; stopped after (\d+) steps", err)
+    assert found, err[-2000:]
+    first_bad, stopped = int(found[1]), int(found[2])
+    assert stopped % 2 == 0 and stopped < 12 and first_bad < stopped <= first_bad + 2
+    assert read_losses(run / "metrics.jsonl") == {}  # no loss was read to catch it
 
 
 def test_train_split_smaller_than_one_batch_fails_at_the_door(tiny_corpus, tmp_path):

@@ -16,7 +16,7 @@ from modernbert.data.flat import split_flat_batch
 from modernbert.data.loader import build_mlm_dataloader
 from modernbert.data.tokenizer import TokenSpec, load_tokenizer
 from modernbert.model.syncs import SyncCounter, is_sync
-from modernbert.train.config import load_recipe
+from modernbert.train.config import RecipeError, load_recipe
 from modernbert.train.trainer import build_model, build_trainer, parallelism_config_for
 
 from conftest import read_losses, tiny_recipe, write_recipe
@@ -60,46 +60,148 @@ class SyncsBySource(SyncCounter):
 
 
 class CountSyncs(Callback):
-    """Counts device-reading ops from BEFORE_FORWARD to AFTER_BACKWARD of every microbatch
-    (the model's forward, the loss and the backward), and over whole steps by source."""
+    """Counts device-reading ops in the model (BEFORE_FORWARD to AFTER_BACKWARD of every
+    microbatch: forward, loss, backward) and, by source, over each whole step (BATCH_START to
+    BATCH_END) and each gap after a step (its BATCH_END to the next BATCH_START: checkpoint
+    and evaluation events and the fetch of the next batch; the last gap runs to FIT_END)."""
 
     def __init__(self) -> None:
         self.model_step = SyncCounter()
-        self.whole_step = SyncsBySource()
+        self.steps: list[SyncsBySource] = []
+        self.gaps: list[SyncsBySource] = []
         self.microbatches = 0
+        self._open: list[SyncCounter] = []
+
+    def _enter(self, counter: SyncCounter) -> None:
+        counter.__enter__()
+        self._open.append(counter)
+
+    def _exit(self) -> None:
+        self._open.pop().__exit__(None, None, None)
 
     def batch_start(self, state: State, logger: Logger) -> None:
-        self.whole_step.__enter__()
+        if self.gaps:
+            self._exit()
+        self.steps.append(SyncsBySource())
+        self._enter(self.steps[-1])
 
     def before_forward(self, state: State, logger: Logger) -> None:
-        self.model_step.__enter__()
+        self._enter(self.model_step)
 
     def after_backward(self, state: State, logger: Logger) -> None:
-        self.model_step.__exit__(None, None, None)
+        self._exit()
         self.microbatches += 1
 
     def batch_end(self, state: State, logger: Logger) -> None:
-        self.whole_step.__exit__(None, None, None)
+        self._exit()
+        self.gaps.append(SyncsBySource())
+        self._enter(self.gaps[-1])
+
+    def close_all(self) -> None:
+        """Leave every counting mode still entered (the last gap; all of them on an error)."""
+        while self._open:
+            self._exit()
 
 
-def test_composer_training_step_makes_no_device_sync(tiny_corpus, tmp_path):
-    cfg = _cfg(tiny_corpus, tmp_path, "max_duration=3ba", "scheduler.t_warmup=1ba")
+def _fit_counting_syncs(cfg) -> CountSyncs:
     counter = CountSyncs()
     trainer = build_trainer(cfg)
-    trainer.state.callbacks.append(counter)
+    trainer.state.callbacks.append(counter)  # last: its windows hold every other callback
     try:
         trainer.fit()
     finally:
+        counter.close_all()
         trainer.close()
-    assert counter.microbatches == 6  # 8 rows in microbatches of 4, three steps
+    return counter
+
+
+def test_composer_training_step_makes_no_device_sync(tiny_corpus, tmp_path):
+    cfg = _cfg(
+        tiny_corpus, tmp_path, "max_duration=6ba", "scheduler.t_warmup=1ba", "loss_log_interval=3"
+    )
+    counter = _fit_counting_syncs(cfg)
+    assert counter.microbatches == 12  # 8 rows in microbatches of 4, six steps
     assert counter.model_step.total == 0, counter.model_step.counts
     # Over whole steps: nothing from our code (callbacks read the host layout; grad_norm reads
-    # at its interval, here 10 steps). Composer reads the microbatch weights' total before the
-    # first forward and the logged loss after the step; optimi's step counter is a CPU tensor
-    # and its CPU for-loop reads each parameter's RMS (its Triton path on a GPU does not).
-    sources = counter.whole_step.sources
-    assert set(sources) <= {"composer", "optimi"}, sources
-    assert sources["composer"] <= 2 * 3, sources
+    # at its interval, here 10 steps). On one rank Composer's end-of-data flag and microbatch
+    # weights stay on the host, so it reads only the loss it logs, on steps 3 and 6. optimi's
+    # step counter is a CPU tensor and its CPU for-loop reads each parameter's update RMS (its
+    # Triton path on a GPU does not); Composer's own DecoupledAdamW reads its CPU step counter
+    # per parameter likewise, so neither gives a clean count on the CPU.
+    for step in counter.steps:
+        assert set(step.sources) <= {"composer", "optimi"}, step.sources
+    composer = [step.sources["composer"] for step in counter.steps]
+    assert composer == [0, 0, 1, 0, 0, 1], composer
+    # Between steps (checkpoint and evaluation events, the next batch's fetch): nothing.
+    gaps = [dict(gap.sources) for gap in counter.gaps[:-1]]
+    assert gaps == [{}] * 5, gaps
+
+
+class FailOnCudaSync(Callback):
+    """CUDA's own sync detector, raising, from the end of the first step (warm-up) to the end
+    of the last, except over the steps that log their loss (they read it once)."""
+
+    def __init__(self, loss_interval: int, steps: int) -> None:
+        self.loss_interval = loss_interval
+        self.steps = steps
+        self.checked: list[int] = []  # steps (counted from 1) run with the detector on
+
+    def batch_start(self, state: State, logger: Logger) -> None:
+        step = int(state.timestamp.batch) + 1
+        if step % self.loss_interval == 0:
+            torch.cuda.set_sync_debug_mode("default")
+        elif step > 1:
+            self.checked.append(step)
+
+    def batch_end(self, state: State, logger: Logger) -> None:
+        done = int(state.timestamp.batch)
+        torch.cuda.set_sync_debug_mode("error" if done < self.steps else "default")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_steps_between_loss_logs_never_sync(tiny_corpus, tmp_path):
+    """On one GPU, whole Composer steps and the fetches between them make no device sync
+    except the logged loss's read (any other raises inside fit, naming the call)."""
+    cfg = _cfg(
+        tiny_corpus, tmp_path, "max_duration=6ba", "scheduler.t_warmup=1ba", "loss_log_interval=3"
+    )
+    detector = FailOnCudaSync(loss_interval=3, steps=6)
+    trainer = build_trainer(cfg)
+    trainer.state.callbacks.append(detector)
+    try:
+        trainer.fit()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        trainer.close()
+    assert detector.checked == [2, 4, 5]
+
+
+def test_loss_logged_every_n_steps_is_that_steps_loss(tiny_corpus, tmp_path):
+    from modernbert.train.trainer import run
+
+    losses = {}
+    for interval in (1, 3):
+        run_dir = tmp_path / f"every{interval}"
+        recipe = tiny_recipe(
+            tiny_corpus,
+            run_dir,
+            max_duration="7ba",
+            eval_loader=None,
+            save_folder=None,
+            loss_log_interval=interval,
+        )
+        run(write_recipe(recipe, run_dir / "recipe.yaml"))
+        losses[interval] = read_losses(run_dir / "metrics.jsonl")
+    assert sorted(losses[1]) == list(range(7))
+    # steps 3 and 6 (the metrics file labels a step's loss with the steps done before it);
+    # step 7, not a multiple of 3, is not logged
+    assert losses[3] == {2: losses[1][2], 5: losses[1][5]}
+
+
+def test_loss_log_interval_below_one_is_refused(tiny_corpus, tmp_path):
+    with pytest.raises(RecipeError, match="loss_log_interval: must be >= 1 step, got 0"):
+        _cfg(tiny_corpus, tmp_path, "loss_log_interval=0")
 
 
 def test_forward_backward_of_a_loader_batch_runs_on_the_meta_device(tiny_corpus, tmp_path):

@@ -169,6 +169,9 @@ class TrainConfig:
     # batches between reads of the device-side "loss went non-finite" flag (one sync each);
     # it is also read before every checkpoint, so a NaN run never saves
     nonfinite_check_interval: int = 50
+    # steps between logged training losses (`loss/train/total`, the loss of that step, read
+    # from the device once); 1 logs every step, a GPU run sets more so its steps queue freely
+    loss_log_interval: int = 1
     compile: bool = False  # torch.compile the model
     compile_options: CompileOptions | None = None  # torch.compile arguments (null: defaults)
     parallelism: ParallelismConfig = field(default_factory=ParallelismConfig)

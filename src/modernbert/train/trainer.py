@@ -9,12 +9,14 @@ recipe) is a callback, so every checkpoint carries what is needed to rebuild its
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from composer import Trainer
 from composer.core import Callback, DataSpec, Evaluator
+from composer.trainer.trainer import TrainerMode
 from composer.utils import dist, reproducibility
 
 from modernbert.data.flat import split_flat_batch
@@ -40,6 +42,7 @@ from modernbert.train.config import (
 )
 from modernbert.train.data_check import check_run_data
 from modernbert.train.guards import check_enough_rows, install_save_guards, lock_save_folder
+from modernbert.train.host_loop import iterate_batches, loss_logged_after, train_microbatches
 from modernbert.train.init_hf import load_hf_weights, resolve_hf_init, tokenizer_for
 from modernbert.train.loggers import build_loggers
 from modernbert.train.optim import build_optimizer
@@ -231,14 +234,25 @@ def compile_model(model: ComposerMLM, cfg: TrainConfig) -> None:
 
 
 class MLMTrainer(Trainer):
-    """Composer's Trainer without two of its per-step device reads.
+    """Composer's Trainer without its per-step device reads (each one stalls the host until
+    the device drains, so the next step cannot be queued behind the running one).
 
     - The optimizer step takes no closure: Composer's closure returns the loss with
       ``.item()``, a sync between the backward and the optimizer step, and our optimizers
       (Adam-style) never re-evaluate the loss.
     - On one rank the sample and token counts stay host integers (the batch's layout): the
       all-reduce that Composer moves them to the device for has nothing to reduce there.
+      For the same reason the end-of-data flag and the microbatch weights' total come from
+      the host there (``host_loop``); with several ranks Composer's all-reduced reads stay.
+    - The step's loss is all-reduced, read and logged (``loss/train/total``,
+      ``state.total_loss_dict``) every ``loss_log_interval`` steps, not every step.
     """
+
+    def __init__(self, *args: Any, loss_log_interval: int, **kwargs: Any) -> None:
+        if loss_log_interval < 1:
+            raise ValueError(f"loss_log_interval must be >= 1 step, got {loss_log_interval}")
+        self.loss_log_interval = loss_log_interval
+        super().__init__(*args, **kwargs)
 
     def _use_closures(self) -> bool:
         return False
@@ -249,6 +263,25 @@ class MLMTrainer(Trainer):
         if dist.get_world_size() == 1:
             return int(num_samples), int(num_tokens), batch_time
         return super()._accumulate_time_across_ranks(num_samples, num_tokens, batch_time)
+
+    def _iter_dataloader(self, trainer_mode: TrainerMode) -> Iterator[Any]:
+        if dist.get_world_size() == 1:
+            return iterate_batches(self, trainer_mode)
+        return super()._iter_dataloader(trainer_mode)
+
+    def _train_microbatches(
+        self, microbatches: Any, total_loss_dict: dict[str, torch.Tensor], ddp_sync: bool = True
+    ) -> torch.Tensor:
+        if dist.get_world_size() == 1:  # no DDP wrapper, so ``ddp_sync`` has nothing to do
+            return train_microbatches(self, microbatches, total_loss_dict)
+        return super()._train_microbatches(microbatches, total_loss_dict, ddp_sync)
+
+    def _train_batch(self, use_grad_scaling: bool) -> dict[str, torch.Tensor] | None:
+        losses = super()._train_batch(use_grad_scaling)
+        steps_done = int(self.state.timestamp.batch) + 1  # the timestamp moves after the step
+        if loss_logged_after(steps_done, self.loss_log_interval):
+            return losses  # Composer all-reduces, reads and logs it, labelled with this step
+        return None  # Composer's loop skips the loss of a step that returns None
 
 
 def build_trainer(cfg: TrainConfig) -> Trainer:
@@ -297,6 +330,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         # A crash can leave checkpoints newer than the one autoresume picks (written before
         # the latest link moved); they belong to this same run, so replace them.
         save_overwrite=cfg.autoresume,
+        loss_log_interval=cfg.loss_log_interval,
         **phase_load_args(cfg, resume),
     )
     install_save_guards(trainer, cfg.nonfinite_check_interval, cfg.save_num_checkpoints_to_keep)

@@ -177,6 +177,8 @@ def _checkpoints(cfg: TrainConfig, world_size: int) -> list[str]:
         )
     if cfg.nonfinite_check_interval < 1:
         out.append(f"nonfinite_check_interval: must be >= 1, got {cfg.nonfinite_check_interval}")
+    if cfg.loss_log_interval < 1:
+        out.append(f"loss_log_interval: must be >= 1 step, got {cfg.loss_log_interval}")
     if cfg.max_grad_norm is not None and cfg.max_grad_norm <= 0:
         out.append(f"max_grad_norm: must be > 0 or null (no clipping), got {cfg.max_grad_norm}")
     return out
