@@ -255,16 +255,12 @@ def _old_run_name_keys(value: Any, key: str = "") -> list[str]:
     if isinstance(value, str):
         return [key] if _OLD_RUN_NAME.search(value) else []
     if isinstance(value, dict):
-        items = value.items()
+        children = ((f"{key}.{k}" if key else str(k), v) for k, v in value.items())
     elif isinstance(value, list):
-        items = ((f"[{i}]", v) for i, v in enumerate(value))
+        children = ((f"{key}[{i}]", v) for i, v in enumerate(value))
     else:
         return []
-    found = []
-    for name, item in items:
-        path = f"{key}{name}" if str(name).startswith("[") else f"{key}.{name}" if key else name
-        found += _old_run_name_keys(item, str(path))
-    return found
+    return [found for path, item in children for found in _old_run_name_keys(item, path)]
 
 
 def _with_interpolated_defaults(data: dict[str, Any]) -> dict[str, Any]:
