@@ -127,9 +127,10 @@ def test_the_old_run_name_form_is_refused_with_the_new_one(tmp_path):
     recipe = {
         **RECIPE,
         "save_folder": "runs/{run_name}/checkpoints",
-        "loggers": {"wandb": {"group": "{run_name}-group"}},
+        "loggers": {"wandb": {"group": "{run_name}-group", "tags": ["a", "{run_name}"]}},
     }
     message = problems_of(tmp_path, recipe)
+    assert "loggers.wandb.tags[1]: '{run_name}' is not replaced" in message
     assert "save_folder: '{run_name}' is not replaced; write '${run_name}'" in message
     assert "loggers.wandb.group: '{run_name}' is not replaced" in message
 
