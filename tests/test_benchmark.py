@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,17 +18,9 @@ from modernbert.bench.batches import (
     real_tokens,
     variable_docs,
 )
+from modernbert.bench.cli import main as bench_main
 from modernbert.bench.flops import attended_keys, step_flops
 from modernbert.bench.presets import get_preset
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts/benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_layouts_hold_the_same_documents():
@@ -104,11 +94,12 @@ def test_cli_tiny_preset_writes_consistent_json(tmp_path):
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
     try:
-        _load_script().main(
-            ["--preset", "tiny", "--repeats", "1", "--threads", "1", "--json", str(out)]
+        code = bench_main(
+            ["speed", "--preset", "tiny", "--repeats", "1", "--threads", "1", "--json", str(out)]
         )
     finally:
         torch.set_num_threads(threads)
+    assert code == 0
     result = json.loads(out.read_text())
     assert result["preset"] == "tiny"
     loss = result["loss_memory"]  # the tiny preset's small head + loss figure
@@ -182,11 +173,11 @@ def test_tiny_preset_on_cuda_reports_memory_and_mfu():
 
 
 def test_profile_writes_an_op_table_per_side_and_scenario(tmp_path):
-    args = ["--preset", "tiny", "--repeats", "1", "--threads", "1", "--phases", "train"]
+    args = ["speed", "--preset", "tiny", "--repeats", "1", "--threads", "1", "--phases", "train"]
     args += ["--modes", "variable", "--profile", str(tmp_path / "prof")]
     threads = torch.get_num_threads()
     try:
-        _load_script().main(args)
+        assert bench_main(args) == 0
     finally:
         torch.set_num_threads(threads)
     tables = {p.name: p.read_text() for p in (tmp_path / "prof").iterdir()}

@@ -324,3 +324,13 @@ def test_build_loggers(tmp_path):
     jsonl, console = build_loggers(cfg)
     assert isinstance(jsonl, JsonlLogger) and jsonl.path == tmp_path / "m.jsonl"
     assert isinstance(console, ConsoleLogger)
+
+
+def test_metrics_file_adds_the_jsonl_logger_when_loggers_lack_it(tmp_path):
+    cfg = recipe(loggers={"console": ConsoleConfig("5ba")}, metrics_file=str(tmp_path / "m.jsonl"))
+    console, jsonl = build_loggers(cfg)
+    assert isinstance(console, ConsoleLogger)
+    assert isinstance(jsonl, JsonlLogger) and jsonl.path == tmp_path / "m.jsonl"
+    assert "jsonl" not in cfg.loggers  # the recipe itself is left as written
+    no_file = recipe(loggers={"console": ConsoleConfig("5ba")}, metrics_file=None)
+    assert [type(d) for d in build_loggers(no_file)] == [ConsoleLogger]

@@ -73,8 +73,8 @@ RECIPE = {
     "parallelism": {"strategy": "ddp"},
     "callbacks": {"speed_monitor": {"window_size": 5}, "lr_monitor": {}, "grad_norm": {}},
     "loggers": {"jsonl": {}, "console": {"interval": "5ba"}, "wandb": {"tags": ["a"]}},
-    "save_folder": "runs/{run_name}/checkpoints",
-    "metrics_file": "runs/{run_name}/metrics.jsonl",
+    "save_folder": "runs/${run_name}/checkpoints",
+    "metrics_file": "runs/${run_name}/metrics.jsonl",
 }
 
 
@@ -110,10 +110,29 @@ def test_load_recipe_builds_typed_config(tmp_path):
     }
     assert cfg.loggers["console"] == ConsoleConfig("5ba")
     assert cfg.loggers["wandb"] == WandBConfig(tags=["a"])
-    # {run_name} substituted; defaults come from the dataclasses
+    # ${run_name} interpolated; defaults come from the dataclasses
     assert cfg.save_folder == "runs/tiny/checkpoints"
     assert cfg.metrics_file == "runs/tiny/metrics.jsonl"
     assert cfg.seed == 17 and cfg.autoresume is False and cfg.eval_batch_size == 32
+
+
+def test_defaults_interpolate_the_run_name(tmp_path):
+    recipe = {k: v for k, v in RECIPE.items() if k not in ("save_folder", "metrics_file")}
+    cfg = load_recipe(write(tmp_path, recipe), ["run_name=other"], world_size=1)
+    assert cfg.save_folder == "runs/other/checkpoints"
+    assert cfg.metrics_file == "runs/other/metrics.jsonl"
+
+
+def test_the_old_run_name_form_is_refused_with_the_new_one(tmp_path):
+    recipe = {
+        **RECIPE,
+        "save_folder": "runs/{run_name}/checkpoints",
+        "loggers": {"wandb": {"group": "{run_name}-group", "tags": ["a", "{run_name}"]}},
+    }
+    message = problems_of(tmp_path, recipe)
+    assert "loggers.wandb.tags[1]: '{run_name}' is not replaced" in message
+    assert "save_folder: '{run_name}' is not replaced; write '${run_name}'" in message
+    assert "loggers.wandb.group: '{run_name}' is not replaced" in message
 
 
 def test_overrides_are_merged_before_conversion(tmp_path):

@@ -1,7 +1,7 @@
 """The first training losses of the tiny golden recipe match tests/golden/tiny_losses.json.
 
 A change to the model, loader, masking, optimizer or schedule that moves the curve fails here;
-when the move is intended, regenerate the file (`python scripts/bench_quality.py golden
+when the move is intended, regenerate the file (`python scripts/bench.py quality golden
 --update`) and commit it with the change (modernbert.bench.golden says how the run is made).
 """
 

@@ -1,4 +1,5 @@
-"""scripts/plot_metrics.py on small synthetic metrics files."""
+"""Training-curve plots (modernbert.metrics_plot, scripts/plot_metrics.py) on small synthetic
+metrics files."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from modernbert import metrics_plot as plot_metrics
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import plot_metrics  # noqa: E402
 
 
 def write_run(folder: Path, steps: int, resumed_from: int | None = None) -> Path:

@@ -18,6 +18,7 @@ from modernbert.data.tokenizer import (
     load_tokenizer,
     train_tokenizer,
 )
+from modernbert.special_tokens import MLM_ROLES, ROLES, trained_ids
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -148,6 +149,19 @@ def test_token_spec(tok: PreTrainedTokenizerFast) -> None:
     assert {vocab[t] for t in (CLS, SEP, MASK, PAD, UNK)} <= set(spec.special_ids)
     assert vocab["Ġthe"] not in spec.special_ids if "Ġthe" in vocab else True
     assert list(spec.special_ids) == sorted(spec.special_ids)
+
+
+def test_trained_ids_follow_the_one_role_table(tok: PreTrainedTokenizerFast) -> None:
+    ids = trained_ids()
+    for role in ROLES:
+        assert (
+            getattr(tok, f"{role.tokenizer_attr}_id")
+            == ids[role.name]
+            == tok.get_vocab()[role.token]
+        )
+    spec, synthetic = TokenSpec.from_tokenizer(tok), TokenSpec.of_trained_layout(len(tok))
+    assert spec.role_ids() == synthetic.role_ids() == tuple(ids[r.name] for r in MLM_ROLES)
+    assert set(synthetic.special_ids) == set(ids.values()) <= set(spec.special_ids)
 
 
 def test_load_rejects_missing_and_incomplete(tmp_path: Path, tok: PreTrainedTokenizerFast) -> None:

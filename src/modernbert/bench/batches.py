@@ -18,20 +18,25 @@ import torch
 from modernbert.model.config import IGNORE_INDEX
 
 from ..data.flat import FlatBatchBuilder, model_inputs
+from ..special_tokens import trained_ids
 
 HOST_KEYS = ("max_seqlen", "seqlens_host")  # stay on the host when a batch moves
 LABEL_KEYS = ("labels", "masked_positions", "masked_labels")  # dropped for inference
 
 
+_IDS = trained_ids()
+
+
 @dataclass(frozen=True)
 class TokenIds:
-    """Special ids of the synthetic vocabulary (body tokens are drawn above `first_body`)."""
+    """Special ids of the synthetic vocabulary, laid out as in a tokenizer we train (body
+    tokens are drawn from `first_body` on)."""
 
-    cls_id: int = 1
-    sep_id: int = 2
-    mask_id: int = 3
-    pad_id: int = 0
-    first_body: int = 5
+    cls_id: int = _IDS["cls"]
+    sep_id: int = _IDS["sep"]
+    mask_id: int = _IDS["mask"]
+    pad_id: int = _IDS["pad"]
+    first_body: int = len(_IDS)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ of width 64, fp32, one thread.
 
 When a change is meant to move the curve, regenerate the file and commit it with the change:
 
-    python scripts/bench_quality.py golden --update
+    python scripts/bench.py quality golden --update
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..special_tokens import MLM_ROLES
 
 GOLDEN_FILE = Path(__file__).resolve().parents[3] / "tests" / "golden" / "tiny_losses.json"
 GOLDEN_STEPS = 16
@@ -54,7 +56,7 @@ def golden_recipe(workdir: Path) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     tok = train_tokenizer(_TOKENIZER_TEXT, vocab_size=300, output_dir=workdir / "tokenizer")
     spec = TokenSpec.from_tokenizer(tok)
-    specials = [*spec.special_ids, spec.cls_id, spec.sep_id, spec.mask_id, spec.pad_id]
+    specials = [*spec.special_ids, *spec.role_ids()]
     synthetic_corpus(workdir / "mds", np.setdiff1d(np.arange(spec.vocab_size), specials))
     recipe = _recipe(workdir, spec)
     path = workdir / "golden.yaml"
@@ -75,10 +77,7 @@ def _recipe(workdir: Path, spec: Any) -> dict[str, Any]:
             "num_attention_heads": 4,
             "max_position_embeddings": 64,
             "local_attention": 16,
-            "pad_token_id": spec.pad_id,
-            "cls_token_id": spec.cls_id,
-            "sep_token_id": spec.sep_id,
-            "mask_token_id": spec.mask_id,
+            **{r.config_field: getattr(spec, r.spec_field) for r in MLM_ROLES},
             "attn_backend": "sdpa",
         },
         "train_loader": {
@@ -120,7 +119,7 @@ def read_golden(path: Path = GOLDEN_FILE) -> list[float]:
 
 def write_golden(losses: list[float], path: Path = GOLDEN_FILE) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    note = "regenerate with: python scripts/bench_quality.py golden --update"
+    note = "regenerate with: python scripts/bench.py quality golden --update"
     path.write_text(json.dumps({"note": note, "steps": len(losses), "losses": losses}, indent=1))
 
 

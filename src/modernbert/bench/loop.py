@@ -1,16 +1,23 @@
-"""Whole training loop vs the bare model step: what the loader and Composer cost.
+"""`bench.py train-loop`: the whole training loop vs the bare model step (what the loader
+and Composer cost).
+
+    python scripts/bench.py train-loop yamls/demo/pretrain.yaml --steps 40 --skip 10
+    python scripts/bench.py train-loop RECIPE key=value ... --json runs/bench_loop.json
 
 The loop figure is `python main.py RECIPE` itself, read from its metrics jsonl (the
 `speed_monitor` callback counts real tokens over a window that starts after warm-up). The
 model-only figure runs the same model config on batches taken from the same loader, with
 the recipe's optimizer, precision and microbatching, and nothing else: no Composer, no
-dataloader in the timed region, no callbacks or loggers.
+dataloader in the timed region, no callbacks or loggers. Both sides use the same model
+config, batches, optimizer, precision and microbatching; the ratio loop / model-only is the
+result (`run_loop_benchmark` returns every figure as a dict).
 
 Needs the training stack (Composer, streaming), unlike the rest of `modernbert.bench`.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -27,6 +34,7 @@ import torch
 from ..model import ModernBertForMaskedLM
 
 THROUGHPUT_KEY = "throughput/tokens_per_sec"
+MAIN_PY = Path(__file__).resolve().parents[3] / "main.py"  # the checkout's training entry
 
 
 def loop_overrides(steps: int, skip: int, metrics_file: Path) -> list[str]:
@@ -187,3 +195,34 @@ def run_loop_benchmark(
         "ratio": loop["tokens_per_s"] / model_only,
         "overhead_pct": 100.0 * (1.0 - loop["tokens_per_s"] / model_only),
     }
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", type=Path)
+    p.add_argument("overrides", nargs="*", help="key=value recipe overrides")
+    p.add_argument("--steps", type=int, default=40, help="batches per run")
+    p.add_argument("--skip", type=int, default=10, help="warm-up batches left out of the figure")
+    p.add_argument("--json", type=Path, help="write the figures to this file")
+    p.add_argument("--main-py", type=Path, default=MAIN_PY, help="the training entry to time")
+
+
+def run(args: argparse.Namespace) -> int:
+    import tempfile
+
+    for path, what in ((args.recipe, "recipe"), (args.main_py, "training entry")):
+        if not path.is_file():
+            raise FileNotFoundError(f"{what} file not found: {path}")
+    with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
+        result = run_loop_benchmark(
+            args.recipe, args.overrides, args.steps, args.skip, Path(tmp), args.main_py
+        )
+    print(
+        f"whole loop {result['loop']['tokens_per_s']:,.0f} tok/s, model only "
+        f"{result['model_only']['tokens_per_s']:,.0f} tok/s -> ratio {result['ratio']:.3f} "
+        f"(overhead {result['overhead_pct']:.1f}%) on {result['device']}"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0

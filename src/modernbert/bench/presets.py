@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..model import ModernBertConfig
+from ..special_tokens import MLM_ROLES
 from .batches import LengthDistribution, TokenIds
 
 
@@ -65,10 +66,7 @@ class BenchPreset:
         ids = TokenIds()
         values = {
             "max_position_embeddings": max(seq_len, 512),
-            "pad_token_id": ids.pad_id,
-            "cls_token_id": ids.cls_id,
-            "sep_token_id": ids.sep_id,
-            "mask_token_id": ids.mask_id,
+            **{r.config_field: getattr(ids, r.spec_field) for r in MLM_ROLES},
             **self.model,
         }
         return ModernBertConfig(**values, attn_backend=backend)

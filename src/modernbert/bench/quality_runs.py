@@ -1,4 +1,9 @@
-"""The command line of the learning-efficiency benchmark (`scripts/bench_quality.py`).
+r"""`bench.py quality`: the learning-efficiency benchmark's command line (logic: quality.py).
+
+    python scripts/bench.py quality compare                      # ours vs plain, seeds 17 18 19
+    python scripts/bench.py quality compare --tokens 400000 --seeds 17 \
+        --runs plain plain:model=ours plain:optimizer=stable_adamw "ours:optimizer.name=decoupled_adamw"
+    python scripts/bench.py quality golden [--update]            # tests/golden/tiny_losses.json
 
 `compare` trains every (run spec, seed) pair in its own process, at most `--parallel` at a
 time, each with one torch thread under `nice`, so that two runs share a 2-core box evenly;
@@ -14,12 +19,11 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from .cli import child_command, child_env
 from .quality import Budget, PlainParts, RunResult, run_one, summary_table
 
 _PART_KEYS = {f.name for f in dataclasses.fields(PlainParts)}
@@ -70,7 +74,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=Path("demo_out"), help="demo corpus folder")
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace) -> int:
     spec = RunSpec.parse(args.spec)
     torch_threads(args.threads)
     result = run_one(
@@ -85,6 +89,7 @@ def _run(args: argparse.Namespace) -> None:
     )
     args.json.write_text(json.dumps(dataclasses.asdict(result)))
     print(f"{args.spec} seed {args.seed}: val loss {result.val_loss:.4f} ({result.seconds:.0f} s)")
+    return 0
 
 
 def torch_threads(n: int) -> None:
@@ -93,7 +98,7 @@ def torch_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def _compare(args: argparse.Namespace) -> None:
+def _compare(args: argparse.Namespace) -> int:
     from .quality_data import ensure_demo_data
 
     ensure_demo_data(args.data)
@@ -108,13 +113,13 @@ def _compare(args: argparse.Namespace) -> None:
     todo = [j for j in jobs if not j[2].exists()]
     print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done, {args.parallel} at a time")
     running: list[tuple[subprocess.Popen, Path]] = []
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
+    env = child_env(OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false")
     while todo or running:
         while todo and len(running) < args.parallel:
             spec, seed, path = todo.pop(0)
-            cmd = ["nice", "-n", "10", sys.executable, sys.argv[0], "run", "--spec", spec.text,
+            cmd = ["nice", "-n", "10", *child_command("quality", "run", "--spec", spec.text,
                    "--seed", str(seed), "--json", str(path), "--threads", str(args.threads),
-                   *_common_argv(args)]  # fmt: skip
+                   *_common_argv(args))]  # fmt: skip
             log = open(path.with_suffix(".log"), "w")  # noqa: SIM115 (closed with the process)
             running.append(
                 (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), path)
@@ -134,6 +139,7 @@ def _compare(args: argparse.Namespace) -> None:
         for r in results:
             steps = [s for s in (0, 50, 100, 150, 200, 250, 300) if s < len(r.train_losses)]
             print(r.label, r.seed, " ".join(f"{s}:{r.train_losses[s]:.2f}" for s in steps))
+    return 0 if len(results) == len(jobs) else 1  # a failed run is named above
 
 
 def _common_argv(args: argparse.Namespace) -> list[str]:
@@ -144,7 +150,7 @@ def _common_argv(args: argparse.Namespace) -> list[str]:
     ]  # fmt: skip
 
 
-def _golden(args: argparse.Namespace) -> None:
+def _golden(args: argparse.Namespace) -> int:
     import tempfile
 
     from .golden import GOLDEN_FILE, compare, golden_losses, read_golden, write_golden
@@ -154,16 +160,14 @@ def _golden(args: argparse.Namespace) -> None:
     if args.update:
         write_golden(losses)
         print(f"wrote {len(losses)} losses to {GOLDEN_FILE}")
-        return
+        return 0
     problems = compare(losses, read_golden())
     print("\n".join(problems) or f"the {len(losses)} losses match {GOLDEN_FILE}")
-    if problems:
-        raise SystemExit(1)
+    return 1 if problems else 0
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="learning efficiency: ours vs a plain loop")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="quality", required=True)
     cmp = sub.add_parser("compare", help="train run specs x seeds, print the table")
     _add_common(cmp)
     cmp.add_argument("--runs", nargs="+", default=["ours", "plain"], help="run specs")
@@ -180,8 +184,10 @@ def main(argv: list[str] | None = None) -> None:
     one.add_argument("--threads", type=int, default=1)
     gold = sub.add_parser("golden", help="check (or --update) tests/golden/tiny_losses.json")
     gold.add_argument("--update", action="store_true", help="rewrite the file from a fresh run")
-    args = parser.parse_args(argv)
-    try:
-        {"compare": _compare, "run": _run, "golden": _golden}[args.command](args)
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+
+
+_ACTIONS = {"compare": _compare, "run": _run, "golden": _golden}
+
+
+def run(args: argparse.Namespace) -> int:
+    return _ACTIONS[args.quality](args)

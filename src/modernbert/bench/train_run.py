@@ -1,7 +1,8 @@
-"""Figures of a real training run (`main.py`), and a kernel profile of the same recipe's steps.
+"""`bench.py train-run`: figures of a real training run (`main.py`), and a kernel profile of
+the same recipe's steps.
 
-    python -m modernbert.bench.train_run summarize METRICS.jsonl --window 50 [--json OUT]
-    python -m modernbert.bench.train_run profile RECIPE.yaml --out DIR [key=value ...]
+    python scripts/bench.py train-run summarize METRICS.jsonl --window 50 [--json OUT]
+    python scripts/bench.py train-run profile RECIPE.yaml --out DIR [key=value ...]
 
 `summarize` reads the run's jsonl: tokens/s and MFU of the speed monitor's last window (it
 counts real tokens and bench/flops.py model FLOPs from each batch's host-side lengths), the
@@ -94,9 +95,8 @@ def profile_recipe_steps(
     return info
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="train_run", required=True)
     summary = commands.add_parser("summarize", help="figures of a run's metrics jsonl")
     summary.add_argument("metrics", type=Path)
     summary.add_argument("--window", type=int, required=True)
@@ -107,8 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     prof.add_argument("--warmup", type=int, default=3)
     prof.add_argument("--steps", type=int, default=2)
     prof.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
-    if args.command == "summarize":
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.train_run == "summarize":
         result = summarize_run(args.metrics, args.window)
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
@@ -118,7 +120,4 @@ def main(argv: list[str] | None = None) -> None:
         )
     json.dump(result, sys.stdout, indent=2)
     print()
-
-
-if __name__ == "__main__":
-    main()
+    return 0

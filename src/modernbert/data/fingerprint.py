@@ -14,16 +14,16 @@ import hashlib
 import json
 from typing import TYPE_CHECKING
 
+from modernbert.special_tokens import role
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 FINGERPRINT_KEY = "tokenizer_fingerprint"  # its key in summary.json's "config"
+# Every role of modernbert.special_tokens, plus transformers' bos/eos. The order is part of
+# the fingerprints already recorded in summary.json files, so it is fixed here.
 _ROLES = (
-    "cls_token",
-    "sep_token",
-    "mask_token",
-    "pad_token",
-    "unk_token",
+    *(role(name).tokenizer_attr for name in ("cls", "sep", "mask", "pad", "unk")),
     "bos_token",
     "eos_token",
 )

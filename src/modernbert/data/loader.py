@@ -1,6 +1,10 @@
 """The MLM training dataloader: what the training code builds and hands to Composer.
 
-Composer saves ``dataloader.dataset.state_dict(sample_in_epoch, True)`` in its checkpoints and
+Contract: `build_mlm_dataloader(cfg, tokens, global_batch_size, seed, world_size, rank)` gives
+this rank's `MLMDataLoader`, whose every pass is one epoch of flat batches (data/flat.py,
+docs/interfaces.md section 3); the batch helpers here count its rows, real tokens and packing
+efficiency from the host-side layout, and `world_from_environment` is the one reader of the
+launcher's world size and rank. Composer saves ``dataloader.dataset.state_dict(sample_in_epoch, True)`` in its checkpoints and
 calls ``dataloader.dataset.load_state_dict`` on resume; ``PackedMLMDataset`` implements both.
 """
 

@@ -1,7 +1,12 @@
 """BERT-style MLM masking of packed rows, reproducible per row.
 
-A row is masked with a generator seeded by (seed, epoch, global row index), so a resumed run
-and any number of dataloader workers produce exactly the same masks.
+Contract: `MLMMasker.mask_row(ids, rng)` masks one row of token ids in place and returns its
+labels (the original id at each selected position, `IGNORE_INDEX` elsewhere). Only real,
+non-special tokens are selected (the masked-LM roles and every id the tokenizer marks
+special never are); of those, 80% become `[MASK]`, 10% a random real token, 10% stay (the
+split is configurable). A row is masked with a generator seeded by (seed, epoch, global row
+index) (`row_rng`), so a resumed run and any number of dataloader workers produce
+exactly the same masks.
 """
 
 from __future__ import annotations
@@ -38,13 +43,7 @@ class MLMMasker:
         self.mlm_probability = mlm_probability
         self.mask_replace_prob = mask_replace_prob
         self.random_replace_prob = random_replace_prob
-        specials = {
-            *tokens.special_ids,
-            tokens.cls_id,
-            tokens.sep_id,
-            tokens.mask_id,
-            tokens.pad_id,
-        }
+        specials = {*tokens.special_ids, *tokens.role_ids()}
         table_size = max(tokens.vocab_size, max(specials) + 1)
         self.is_special = np.zeros(table_size, dtype=bool)
         self.is_special[list(specials)] = True

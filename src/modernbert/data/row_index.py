@@ -1,8 +1,8 @@
 """A small on-disk index of an epoch's packing: the rows of every planned window.
 
 Where global row r of an epoch lies depends on the row counts of all earlier windows, and
-counting them means planning them: ~0.6 us per document, half an hour at the end of a
-2.6B-document epoch, in every rank and worker. The counts are tiny (8 bytes per window of
+counting them means planning them, which near the end of a multi-billion-document epoch takes
+hours in every rank and worker (figures: docs/scale.md, "Loader at scale"). The counts are tiny (8 bytes per window of
 thousands of documents), so the planner saves them as it goes and any later process (a worker,
 another rank on the node, a resumed run) starts from them and plans only what is new.
 

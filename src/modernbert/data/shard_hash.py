@@ -4,8 +4,8 @@
 mosaicml-streaming checks them only when it downloads a shard, never for shards already on
 local disk, so a flipped bit in a token id would train on silently. ``ShardValidator`` closes
 that gap: the first time this process reads from a shard it hashes the shard file once and
-compares. xxh64 hashes at several GB/s, so the check costs one extra read of each shard per
-process (see ``scripts/bench_loader.py --validate-hash`` for the measured cost).
+compares, so the check costs one extra read of each shard per process (what that costs:
+README "Data is checked", measured with ``scripts/bench.py loader --validate-hash on off``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
 """Byte-level BPE tokenizer for text and code: training, loading, and the ids the loader needs.
 
-Byte-level BPE never meets an unknown character and has no normalizer, so every string,
-including code with tabs, runs of spaces and blank lines, survives encode -> decode exactly.
+Contract: `train_tokenizer` builds a fast tokenizer with the special tokens of
+`modernbert.special_tokens` (ids 0-4 in its order), `[CLS] text [SEP]` templates and a vocab
+padded to a multiple of 64; `load_tokenizer` accepts any fast tokenizer that fills every
+masked-LM role; `TokenSpec` carries the ids the loader and masker need. Byte-level BPE never
+meets an unknown character and has no normalizer, so every string, including code with tabs,
+runs of spaces and blank lines, survives encode -> decode exactly.
 """
 
 from __future__ import annotations
@@ -14,14 +18,12 @@ from typing import TYPE_CHECKING
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from tokenizers.processors import TemplateProcessing
 
+from modernbert.special_tokens import MLM_ROLES, ROLES, SPECIAL_TOKENS, role, trained_ids
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-CLS, SEP, MASK, PAD, UNK = "[CLS]", "[SEP]", "[MASK]", "[PAD]", "[UNK]"
-# Order fixes the ids: [PAD] is 0, then [UNK], [CLS], [SEP], [MASK].
-SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
-# Roles a tokenizer must fill for MLM pretraining (transformers attribute -> token we use).
-REQUIRED_ROLES = {"cls_token": CLS, "sep_token": SEP, "mask_token": MASK, "pad_token": PAD}
+CLS, SEP, MASK, PAD, UNK = (role(name).token for name in ("cls", "sep", "mask", "pad", "unk"))
 VOCAB_MULTIPLE = 64
 DEFAULT_MODEL_MAX_LENGTH = 8192
 DEFAULT_MIN_FREQUENCY = 2  # a pair seen once is noise, not a merge worth a vocab slot
@@ -57,21 +59,33 @@ class TokenSpec:
     def from_tokenizer(cls, tok: PreTrainedTokenizerBase) -> TokenSpec:
         check_special_tokens(tok)
         return cls(
-            cls_id=tok.cls_token_id,
-            sep_id=tok.sep_token_id,
-            mask_id=tok.mask_token_id,
-            pad_id=tok.pad_token_id,
+            **{r.spec_field: getattr(tok, f"{r.tokenizer_attr}_id") for r in MLM_ROLES},
             special_ids=tuple(sorted(set(tok.all_special_ids))),
             vocab_size=len(tok),
         )
 
+    @classmethod
+    def of_trained_layout(cls, vocab_size: int) -> TokenSpec:
+        """The ids a tokenizer `train_tokenizer` builds has: for synthetic data (benchmarks,
+        tests) that has no tokenizer."""
+        ids = trained_ids()
+        return cls(
+            **{r.spec_field: ids[r.name] for r in MLM_ROLES},
+            special_ids=tuple(sorted(ids.values())),
+            vocab_size=vocab_size,
+        )
+
+    def role_ids(self) -> tuple[int, ...]:
+        """The ids of the masked-LM roles (pad, cls, sep, mask)."""
+        return tuple(getattr(self, r.spec_field) for r in MLM_ROLES)
+
 
 def check_special_tokens(tok: PreTrainedTokenizerBase, name: str = "tokenizer") -> None:
-    """Raise ValueError naming every MLM role (cls/sep/mask/pad) the tokenizer lacks."""
+    """Raise ValueError naming every masked-LM role (`MLM_ROLES`) the tokenizer lacks."""
     missing = [
-        f"{role} ({token})"
-        for role, token in REQUIRED_ROLES.items()
-        if getattr(tok, f"{role}_id", None) is None
+        f"{r.tokenizer_attr} ({r.token})"
+        for r in MLM_ROLES
+        if getattr(tok, f"{r.tokenizer_attr}_id", None) is None
     ]
     if missing:
         raise ValueError(
@@ -159,11 +173,7 @@ def _wrap(tok: Tokenizer, model_max_length: int, unused: list[str]) -> PreTraine
     added = {t.content: t for t in _special_added_tokens()}
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        cls_token=added[CLS],
-        sep_token=added[SEP],
-        mask_token=added[MASK],
-        pad_token=added[PAD],
-        unk_token=added[UNK],
+        **{r.tokenizer_attr: added[r.token] for r in ROLES},
         additional_special_tokens=unused,
         model_max_length=model_max_length,
         # The default would rewrite " ." as "." on decode and break exact round trips.

@@ -1,4 +1,5 @@
-"""Conversion to and from transformers' `ModernBertForMaskedLM` (same weights, same logits).
+"""Conversion to and from transformers' `ModernBertForMaskedLM`: the same weights, and
+logits within 1e-4 (largest absolute difference, fp32; tests/test_hf_parity.py).
 
 Our modules carry transformers' parameter names, so the state dict is copied key for key;
 the work is in the config, mapped here field by field. Fields transformers has and we do
@@ -17,6 +18,7 @@ import torch
 import transformers
 
 from ..model import ModernBertConfig, ModernBertForMaskedLM
+from ..special_tokens import CONFIG_ID_FIELDS
 
 # Our field -> transformers' field, where the value carries over unchanged.
 _SAME_FIELDS = (
@@ -42,16 +44,10 @@ _SAME_FIELDS = (
     "mlp_dropout",
     "initializer_range",
     "initializer_cutoff_factor",
-    "pad_token_id",
-    "cls_token_id",
-    "sep_token_id",
-    "mask_token_id",  # not a transformers field: stored as an extra config.json entry
+    *CONFIG_ID_FIELDS,  # mask_token_id is not a transformers field: an extra config.json entry
     "sparse_prediction",
 )
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModernBertConfig)}
-# Token ids transformers' config may lack (mask), or hold as its ModernBERT-vocab defaults
-# whatever the vocab size (pad/cls/sep): read only when they fit the vocabulary.
-_SPECIAL_IDS = ("pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id")
 
 
 def _in_vocab(value: Any, vocab_size: int) -> bool:
@@ -91,7 +87,10 @@ def config_from_hf(hf: transformers.PretrainedConfig, **overrides: Any) -> Moder
     for name in _SAME_FIELDS:
         value = getattr(hf, name, None)
         values[name] = _DEFAULTS[name] if value is None else value
-    for name in _SPECIAL_IDS:  # unknown stays unknown: the network does not need them
+    # Token ids transformers' config may lack (mask), or hold as its ModernBERT-vocab defaults
+    # whatever the vocab size (pad/cls/sep): read only when they fit the vocabulary; unknown
+    # stays unknown (the network does not need them).
+    for name in CONFIG_ID_FIELDS:
         value = getattr(hf, name, None)
         values[name] = value if _in_vocab(value, values["vocab_size"]) else None
     if getattr(hf, "local_rope_theta", None) is None:  # transformers: local falls back to global

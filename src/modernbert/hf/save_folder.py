@@ -9,15 +9,8 @@ from typing import Any
 import transformers
 
 from ..model import ModernBertForMaskedLM
+from ..special_tokens import MLM_ROLES, ROLES
 from .model_mapping import to_hf
-
-_SPECIAL_TOKENS = {  # transformers role -> (our config field, token text, docs/interfaces.md)
-    "cls_token": ("cls_token_id", "[CLS]"),
-    "sep_token": ("sep_token_id", "[SEP]"),
-    "mask_token": ("mask_token_id", "[MASK]"),
-    "pad_token": ("pad_token_id", "[PAD]"),
-    "unk_token": (None, "[UNK]"),
-}
 
 
 def as_hf_tokenizer(tokenizer: Any) -> transformers.PreTrainedTokenizerBase:
@@ -31,10 +24,10 @@ def as_hf_tokenizer(tokenizer: Any) -> transformers.PreTrainedTokenizerBase:
             f"got {type(tokenizer).__name__}"
         )
     special = {}
-    for role, (_, text) in _SPECIAL_TOKENS.items():
-        if tokenizer.token_to_id(text) is None:
-            raise ValueError(f"the tokenizer has no {text} token")
-        special[role] = text
+    for role in ROLES:
+        if tokenizer.token_to_id(role.token) is None:
+            raise ValueError(f"the tokenizer has no {role.token} token")
+        special[role.tokenizer_attr] = role.token
     return transformers.PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, model_input_names=["input_ids", "attention_mask"], **special
     )
@@ -42,13 +35,14 @@ def as_hf_tokenizer(tokenizer: Any) -> transformers.PreTrainedTokenizerBase:
 
 def _check_tokenizer(tokenizer: transformers.PreTrainedTokenizerBase, model) -> None:
     """The tokenizer and the model must agree on the special ids and fit the vocabulary."""
-    for role, (field, _) in _SPECIAL_TOKENS.items():
-        if field is None:
-            continue
-        token_id = getattr(tokenizer, f"{role}_id", None)
-        expected = getattr(model.config, field)
+    for role in MLM_ROLES:
+        token_id = getattr(tokenizer, f"{role.tokenizer_attr}_id", None)
+        expected = getattr(model.config, role.config_field)
         if token_id != expected:
-            raise ValueError(f"tokenizer {role}_id={token_id} but the model's {field}={expected}")
+            raise ValueError(
+                f"tokenizer {role.tokenizer_attr}_id={token_id} but the model's "
+                f"{role.config_field}={expected}"
+            )
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(
             f"the tokenizer has {len(tokenizer)} tokens, more than vocab_size="

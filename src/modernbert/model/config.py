@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..special_tokens import CONFIG_ID_FIELDS
 from ..suggest import did_you_mean
 from .activations import ACTIVATIONS
 from .attention import BACKEND_NAMES
@@ -154,7 +155,7 @@ class ModernBertConfig:
             raise ValueError(
                 f"local_attention={self.local_attention} must be even (half on each side)"
             )
-        for name in ("pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id"):
+        for name in CONFIG_ID_FIELDS:
             value = getattr(self, name)
             if value is None:
                 continue

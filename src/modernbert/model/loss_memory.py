@@ -1,11 +1,11 @@
 """Peak memory of the MLM head + loss, chunked vs plain, for the benchmark.
 
-    python -m modernbert.model.loss_memory                 # 10k masked x 50k vocab, CPU
-    python -m modernbert.model.loss_memory --device cuda   # bf16 on the GPU
+    python scripts/bench.py loss-memory                  # 10k masked x 50k vocab, CPU
+    python scripts/bench.py loss-memory --device cuda    # bf16 on the GPU
 
 One forward + backward of the head and tied decoder over `num_tokens` masked hidden
-states: `plain` computes every logit then the cross-entropy in fp32 (the loss before the
-fast path), `chunked` is model/loss.py. On CUDA the figure is `max_memory_allocated` above
+states: `plain` computes every logit then the cross-entropy in fp32, `chunked` is
+model/loss.py. On CUDA the figure is `max_memory_allocated` above
 what the inputs and weights hold; on CPU it is the peak RSS of a fresh subprocess above its
 RSS once the inputs are built (a clean high-water mark, not shared with the caller).
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ..special_tokens import MLM_ROLES, trained_ids
 from .config import ModernBertConfig
 from .loss import chunked_cross_entropy
 from .modeling import ModernBertForMaskedLM
@@ -36,10 +37,7 @@ def _head_model(vocab_size: int, hidden_size: int) -> ModernBertForMaskedLM:
         intermediate_size=hidden_size,
         num_hidden_layers=1,
         num_attention_heads=1,
-        pad_token_id=0,
-        cls_token_id=1,
-        sep_token_id=2,
-        mask_token_id=3,
+        **{r.config_field: trained_ids()[r.name] for r in MLM_ROLES},
     )
     return ModernBertForMaskedLM(config)
 
@@ -107,19 +105,17 @@ def loss_peak_bytes(
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`bench.py loss-memory`'s options (the benchmark entry: modernbert.bench.cli)."""
     parser.add_argument("--tokens", type=int, default=10_000)
     parser.add_argument("--vocab", type=int, default=50_368)
     parser.add_argument("--hidden", type=int, default=768)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None)
-    parser.add_argument("--inner", nargs=6, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.inner:
-        mode, tokens, vocab, hidden, device, dtype = args.inner
-        print(_measure_here(mode, int(tokens), int(vocab), int(hidden), device, dtype))
-        return {}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print both modes' peaks as one JSON line."""
     result = {
         mode: loss_peak_bytes(mode, args.tokens, args.vocab, args.hidden, args.device, args.dtype)
         for mode in MODES
@@ -130,8 +126,11 @@ def main(argv: list[str] | None = None) -> dict:
             | {f"{mode}_peak_mib": round(b / 2**20, 1) for mode, b in result.items()}
         )
     )
-    return result
+    return 0
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the child process of `loss_peak_bytes` on the CPU
+    if len(sys.argv) != 8 or sys.argv[1] != "--inner":
+        sys.exit("error: this is loss_peak_bytes' child; run `python scripts/bench.py loss-memory`")
+    mode, tokens, vocab, hidden, device, dtype = sys.argv[2:]
+    print(_measure_here(mode, int(tokens), int(vocab), int(hidden), device, dtype))

@@ -2,7 +2,8 @@
 
 `load_recipe(path, overrides)` reads the YAML with OmegaConf (its `inherit:` parts merged
 underneath, `model.size` looked up in the table of sizes: `modernbert.train.compose`), merges
-the dotlist overrides, resolves `${run_name}`-style interpolations, substitutes `{run_name}`, converts the data into the dataclasses below with
+the dotlist overrides, resolves `${run_name}`-style interpolations (OmegaConf's; the old
+`{run_name}` form is refused with a hint), converts the data into the dataclasses below with
 the generic converter (`modernbert.train.typed_yaml`) and runs `validate_recipe`. Every problem
 (unknown key with a did-you-mean, wrong type, missing value, impossible combination) is
 reported by its full key path in one `RecipeError` before any model or data is built.
@@ -16,6 +17,7 @@ typed by their registry entry.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -141,7 +143,7 @@ class CompileOptions:
 class TrainConfig:
     """One training run (one phase), mapping 1:1 onto the YAML recipe."""
 
-    run_name: str  # names the run, its folders ({run_name}) and its W&B run
+    run_name: str  # names the run, its folders (${run_name}) and its W&B run
     train_loader: MLMLoaderConfig  # training data: streams, sequence length, masking
     scheduler: Annotated[object, Named(SCHEDULERS)]  # LR schedule: {name: ..., options}
     max_duration: Interval  # run length, e.g. 1_700_000_000_000tok or 10000ba
@@ -176,13 +178,14 @@ class TrainConfig:
     # name -> options; null switches an entry off (e.g. override callbacks.memory_monitor=null)
     callbacks: Annotated[dict[str, object], Keyed(CALLBACKS)] = field(default_factory=dict)
     loggers: Annotated[dict[str, object], Keyed(LOGGERS)] = field(default_factory=dict)
-    save_folder: str | None = "runs/{run_name}/checkpoints"  # null: no checkpoints
+    save_folder: str | None = "runs/${run_name}/checkpoints"  # null: no checkpoints
     save_interval: Interval = "1000ba"  # how often to checkpoint
     save_num_checkpoints_to_keep: int = 3  # local checkpoints kept (-1: all)
     autoresume: bool = False  # resume from the latest checkpoint in save_folder if any
     load_path: str | None = None  # resume a checkpoint as-is (time, optimizer, data position)
     init_from: InitFromConfig | None = None  # start a new phase from earlier weights
-    metrics_file: str | None = "runs/{run_name}/metrics.jsonl"  # where the jsonl logger writes
+    # one JSON line per step (the jsonl logger, switched on by a non-null metrics_file)
+    metrics_file: str | None = "runs/${run_name}/metrics.jsonl"
 
     @property
     def eval_batch_size(self) -> int:
@@ -208,7 +211,9 @@ def load_recipe(
         raise RecipeError([f"override {o!r} is not of the form key=value" for o in bad])
     try:
         merged = resolve_size(OmegaConf.merge(raw, OmegaConf.from_dotlist(list(overrides))))
-        data = OmegaConf.to_container(merged, resolve=True)
+        # without a run_name the `${run_name}` paths cannot resolve: leave them as written
+        # and let the converter list every missing value, run_name among them
+        data = OmegaConf.to_container(merged, resolve="run_name" in merged)
     except OmegaConfBaseException as err:
         raise RecipeError(f"{path}: {err}") from err
     cfg = recipe_from_dict(data)  # type: ignore[arg-type]
@@ -219,10 +224,18 @@ def load_recipe(
 
 
 def recipe_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Convert plain recipe data (already merged) into a TrainConfig, `{run_name}` substituted."""
-    run_name = data.get("run_name") if isinstance(data, dict) else None
-    if isinstance(run_name, str):
-        data = _substitute(data, "{run_name}", run_name)
+    """Convert plain recipe data (already merged and resolved) into a TrainConfig.
+
+    Defaults that interpolate other keys (`runs/${run_name}/...`) are resolved here against
+    the recipe, so they stay written once, on the dataclass.
+    """
+    if isinstance(data, dict):
+        stale = _old_run_name_keys(data)
+        if stale:
+            raise RecipeError(
+                [f"{key}: '{{run_name}}' is not replaced; write '${{run_name}}'" for key in stale]
+            )
+        data = _with_interpolated_defaults(data)
     problems = hf_recipe_problems(data)
     if problems:
         raise RecipeError(problems)
@@ -234,14 +247,36 @@ def recipe_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     return _plain(cfg)
 
 
-def _substitute(value: Any, token: str, text: str) -> Any:
+_OLD_RUN_NAME = re.compile(r"(?<!\$)\{run_name\}")
+
+
+def _old_run_name_keys(value: Any, key: str = "") -> list[str]:
+    """Key paths of values that still use the `{run_name}` form an earlier version replaced."""
     if isinstance(value, str):
-        return value.replace(token, text)
+        return [key] if _OLD_RUN_NAME.search(value) else []
     if isinstance(value, dict):
-        return {k: _substitute(v, token, text) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute(v, token, text) for v in value]
-    return value
+        children = ((f"{key}.{k}" if key else str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        children = ((f"{key}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return []
+    return [found for path, item in children for found in _old_run_name_keys(item, path)]
+
+
+def _with_interpolated_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` plus the TrainConfig defaults it lacks that interpolate it, resolved by OmegaConf."""
+    missing = {
+        f.name: f.default
+        for f in dataclasses.fields(TrainConfig)
+        if isinstance(f.default, str) and "${" in f.default and f.name not in data
+    }
+    if not missing or not isinstance(data.get("run_name"), str):
+        return data  # nothing to fill, or no run_name: the converter names what is missing
+    node = OmegaConf.create({**data, **missing})
+    try:
+        return {**data, **{name: node[name] for name in missing}}
+    except OmegaConfBaseException as err:
+        raise RecipeError(f"{err}") from err
 
 
 def _plain(value: Any) -> Any:

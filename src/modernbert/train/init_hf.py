@@ -18,6 +18,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modernbert.special_tokens import MLM_ROLES
 from modernbert.train.typed_yaml import RecipeError
 
 if TYPE_CHECKING:
@@ -37,12 +38,7 @@ RUNTIME_FIELDS = (
     "mlp_dropout",
 )
 # Our config's special-token fields -> the transformers tokenizer attribute with that id.
-_TOKENIZER_IDS = {
-    "pad_token_id": "pad_token_id",
-    "cls_token_id": "cls_token_id",
-    "sep_token_id": "sep_token_id",
-    "mask_token_id": "mask_token_id",
-}
+_TOKENIZER_IDS = {r.config_field: f"{r.tokenizer_attr}_id" for r in MLM_ROLES}
 
 
 def hf_source(data: Any) -> str | None:

@@ -1,7 +1,9 @@
 """Logger destinations by name (`LOGGERS`): a local jsonl file, Weights & Biases, the console.
 
 `jsonl` is the run's own record: one JSON object per training step, readable without any
-service (plots, tests, resume checks). `wandb` works offline with `WANDB_MODE=offline`.
+service (plots, tests, resume checks). The recipe's `metrics_file` is its switch: a non-null
+`metrics_file` is always written (`build_loggers` adds the jsonl logger when `loggers` lacks
+it), and `metrics_file: null` writes none. `wandb` works offline with `WANDB_MODE=offline`.
 """
 
 from __future__ import annotations
@@ -170,6 +172,15 @@ def _console(opts: ConsoleConfig, recipe: TrainConfig) -> LoggerDestination:
     return ConsoleLogger(log_interval=opts.interval)
 
 
+def logger_entries(recipe: TrainConfig) -> dict[str, object]:
+    """The recipe's loggers by name, plus `jsonl` when `metrics_file` is set and it is missing:
+    a run with a metrics file always writes it, whatever `loggers` lists."""
+    entries = dict(recipe.loggers)
+    if recipe.metrics_file and "jsonl" not in entries:
+        entries["jsonl"] = JsonlConfig()
+    return entries
+
+
 def build_loggers(recipe: TrainConfig) -> list[LoggerDestination]:
-    """The recipe's logger destinations, in order."""
-    return [LOGGERS.get(name)(opts, recipe) for name, opts in recipe.loggers.items()]
+    """The recipe's logger destinations, in order (`logger_entries`)."""
+    return [LOGGERS.get(name)(opts, recipe) for name, opts in logger_entries(recipe).items()]

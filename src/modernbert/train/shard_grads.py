@@ -1,8 +1,8 @@
 """Correct FSDP2's gradient average where the process group's reduce-scatter cannot average.
 
 FSDP2 reduce-scatters fp32/bf16 gradients with `ReduceOp.AVG`. NCCL averages; gloo in torch
-2.7 sums instead (two ranks give twice the DDP gradient: measured, grad norm 4.50 vs 2.25 on
-the same batch). `ShardGradientAverage` probes what the reduce-scatter really does once at
+2.7 sums instead (two ranks give twice the DDP gradient; docs/benchmarks.md, "Figures behind
+code choices"). `ShardGradientAverage` probes what the reduce-scatter really does once at
 fit start, on the default group, and when it summed it divides the sharded (DTensor)
 gradients by the world size after the backward passes, before clipping and the optimizer
 step. Where AVG works (NCCL) it does nothing. Plain-tensor gradients (DDP, FSDP1) are left

@@ -28,6 +28,7 @@ from modernbert.data.loader import (
 )
 from modernbert.data.tokenizer import TokenSpec, load_tokenizer
 from modernbert.model import ModernBertConfig, ModernBertForMaskedLM
+from modernbert.special_tokens import MLM_ROLES
 from modernbert.train.callbacks import build_callbacks
 from modernbert.train.checkpoint import find_checkpoint, init_model_from
 from modernbert.train.checkpoint_export import RunRecord
@@ -64,12 +65,7 @@ EVAL_LABEL = "eval"
 # The `console` logger is a ConsoleLogger built with the recipe's interval; Composer warns that
 # its own console arguments (which the recipe does not use) would then be ignored.
 warnings.filterwarnings("ignore", message="Specifying the ConsoleLogger via `loggers`")
-_SPECIAL_IDS = {
-    "pad_token_id": "pad_id",
-    "cls_token_id": "cls_id",
-    "sep_token_id": "sep_id",
-    "mask_token_id": "mask_id",
-}
+_SPECIAL_IDS = {r.config_field: r.spec_field for r in MLM_ROLES}  # model field -> TokenSpec
 
 
 def check_special_ids(model: ModernBertConfig, tokens: TokenSpec) -> None:

@@ -44,7 +44,7 @@ DEFAULT_COMPRESSION = "zstd"
 DEFAULT_SHARD_BYTES = 1 << 26
 DEFAULT_SEED = 0
 # 1 = one tokenizer thread that itself uses every core (Rust); N > 1 = N spawned processes,
-# for many-core machines. On a 2-core box 1 was as fast and used less CPU (bench_convert.py).
+# for many-core machines. On a 2-core box 1 was as fast and used less CPU (docs/scale.md).
 DEFAULT_WORKERS = 1
 # A batch of work for one worker: large enough to amortise the hand-off, small enough to
 # keep every core busy and memory flat.

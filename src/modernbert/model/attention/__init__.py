@@ -1,4 +1,9 @@
-"""Attention backends by name: `sdpa`, `flash_attn`, `flex`, and `auto` to pick one."""
+"""Attention backends by name: `sdpa`, `flash_attn`, `flex`, and `auto` to pick one.
+
+`resolve_backend(name, device)` returns one shared instance per name, each fulfilling the
+contract of `base.py` (same results within float tolerance); `auto` picks flash_attn on CUDA
+when installed, else flex on CUDA, else sdpa. An unknown name fails listing the valid ones.
+"""
 
 from __future__ import annotations
 

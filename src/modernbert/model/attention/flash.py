@@ -1,4 +1,10 @@
-"""Varlen attention on flash-attn 2 (CUDA, fp16/bf16), imported only when used."""
+"""Varlen attention on flash-attn 2 (CUDA, fp16/bf16), imported only when used.
+
+Fulfils the backend contract of `base.py` with one `flash_attn_varlen_func` call per layer
+on the flat tokens (`cu_seqlens` keeps documents apart); a local layer passes its band as
+`window_size=(half_window, half_window)`. `flash_attn_available()` says, without importing
+the package, whether `auto` may pick it.
+"""
 
 from __future__ import annotations
 

@@ -274,11 +274,8 @@ def block_plan(varlen: Varlen, half_window: int, block: int) -> BlockPlan:
 class SdpaBackend:
     """`scaled_dot_product_attention` over regrouped documents (see the module docstring).
 
-    Defaults measured on a 2-core CPU (fwd+bwd, 6 heads of 64, ~4k tokens): blocks of
-    queries beat full-length band masks for local layers at every document length mix
-    tried, and buckets filled to 90% beat 70% by ~10% for global layers. Blocks of half a
-    half-window (32 queries for ModernBERT's 64) ran as fast as 64 and compute 17%
-    fewer scores (160 instead of 192 keys per query, where 129 are needed).
+    The defaults (buckets filled to 90%, local layers in blocks of half a half-window) were
+    chosen by timing on the CPU: docs/benchmarks.md, "Figures behind code choices".
     """
 
     name = "sdpa"

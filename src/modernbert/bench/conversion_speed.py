@@ -1,14 +1,16 @@
-"""Conversion throughput: our converter vs plain `tokenizers` batch encoding of the same texts.
+"""`bench.py convert`: data-prep conversion throughput, ours vs plain `tokenizers` batch
+encoding of the same texts, and the converter's peak memory by input size.
 
-    python scripts/bench_convert.py [--max-mb 20] [--tokenizer DIR] [--workers 1 2]
-    nice python scripts/bench_convert.py --rss-gb 0.05 0.25 1.05 --repeat 1
+    python scripts/bench.py convert [--max-mb 20] [--tokenizer DIR] [--workers 1 2]
+    nice python scripts/bench.py convert --rss-gb 0.05 0.25 1.05 --repeat 1
 
-Trains a tokenizer on the local corpus first when none is given. Prints docs/s, tokens/s and
-MB/s of text and CPU seconds (all threads and worker processes: meaningful even when other jobs
-share the machine) for each variant, and the converter's speed relative to plain encoding.
-`--rss-gb` then writes a JSONL file of each size in /tmp (the local corpus, repeated), converts
-it with data_prep/convert_to_mds.py in a child process and prints the child's peak RSS: flat
-memory means the same peak for every size. Inputs and outputs are deleted afterwards.
+Contract: builds the local corpus (`--max-mb` of this machine's packages) and trains a
+tokenizer on it unless `--tokenizer` names one; prints docs/s, tokens/s, MB/s of text, wall
+and CPU seconds (all threads and worker processes, so the figure holds when other jobs share
+the machine) of each variant, best of `--repeat`, and the converter's speed relative to plain
+encoding. `--rss-gb` then writes a JSONL file of each size (the local corpus repeated),
+converts it with data_prep/convert_to_mds.py in a child process and prints the child's peak
+RSS: flat memory means the same peak for every size. Inputs and outputs are temporary.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .cli import child_env
+
 
 def cpu_seconds() -> float:
     """CPU time of this process and its reaped children: robust to other load on the box."""
@@ -31,7 +35,19 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def main(argv: list[str] | None = None) -> None:
+CONVERT_SCRIPT = Path(__file__).resolve().parents[3] / "data_prep" / "convert_to_mds.py"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-mb", type=float, default=20.0, help="size of the local corpus")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: train one)")
+    parser.add_argument("--vocab-size", type=int, default=16384)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 1])
+    parser.add_argument("--repeat", type=int, default=3, help="keep the fastest of N runs")
+    parser.add_argument("--rss-gb", type=float, nargs="*", default=[], help="input sizes (GB)")
+
+
+def run(args: argparse.Namespace) -> int:
     from tokenizers import Tokenizer
 
     from modernbert.data.prep.inputs import DocumentList, iter_texts
@@ -39,17 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     from modernbert.data.prep.to_mds import convert
     from modernbert.data.tokenizer import load_tokenizer, train_tokenizer
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--max-mb", type=float, default=20.0, help="size of the local corpus")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: train one)")
-    parser.add_argument("--vocab-size", type=int, default=16384)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 1])
-    parser.add_argument("--repeat", type=int, default=3, help="keep the fastest of N runs")
-    parser.add_argument("--rss-gb", type=float, nargs="*", default=[], help="input sizes (GB)")
-    args = parser.parse_args(argv)
     max_bytes = int(args.max_mb * 1e6)
 
-    work = Path(tempfile.mkdtemp(prefix="bench_convert-"))
+    work = Path(tempfile.mkdtemp(prefix="bench-convert-"))
     start = time.perf_counter()
     docs = build_local_corpus(max_bytes=max_bytes)
     build_s = time.perf_counter() - start
@@ -114,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     for gb in args.rss_gb:
         peak_rss(docs, tok_dir, work, int(gb * 1e9))
     shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
 def write_jsonl(docs, path: Path, nbytes: int) -> int:
@@ -141,11 +150,10 @@ def peak_rss(docs, tok_dir: str, work: Path, nbytes: int) -> None:
     try:
         data = folder / "input.jsonl"
         text_bytes = write_jsonl(docs, data, nbytes)
-        script = Path(__file__).resolve().parents[1] / "data_prep" / "convert_to_mds.py"
-        cmd = [sys.executable, str(script), "--input", str(data), "--tokenizer", tok_dir,
+        cmd = [sys.executable, str(CONVERT_SCRIPT), "--input", str(data), "--tokenizer", tok_dir,
                "--output", str(folder / "mds"), "--no-progress", "--workers", "1"]  # fmt: skip
         start = time.perf_counter()
-        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=child_env())
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - start
         if status != 0:
@@ -162,7 +170,3 @@ def peak_rss(docs, tok_dir: str, work: Path, nbytes: int) -> None:
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    main()

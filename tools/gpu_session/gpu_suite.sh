@@ -8,13 +8,13 @@
 #   4. the gpu-base benchmark, ours vs transformers: 1024 and 8192, fixed and variable
 #      lengths, train and inference, plus the loss head's peak memory (plain vs chunked)
 #   5. the gpu-marked tests
-#   bash scripts/gpu_suite.sh          (figures and logs go to $OUT, default gpu_out/)
+#   bash tools/gpu_session/gpu_suite.sh     (figures and logs go to $OUT, default gpu_out/)
 # Pure-Python wheels of the rest of the stack (Composer, streaming, ...) travel in .whl/ and are
-# installed with --no-deps first (see README, "GPU checks"). Each stage has its own time limit
-# and writes its figures as it goes, so a slow stage cannot starve the others and a cut-short
-# one still leaves what it measured.
+# installed with --no-deps first (see tools/gpu_session/README.md). Each stage has its own time
+# limit and writes its figures as it goes, so a slow stage cannot starve the others and a
+# cut-short one still leaves what it measured.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."  # the repository root
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false WANDB_MODE=offline
@@ -60,11 +60,11 @@ BASE=(yamls/pretrain_base.yaml tokenizer="$CORPUS/tokenizer" model.pad_token_id=
 step train_base "${TRAIN_LIMIT:-170}" python3 main.py "${BASE[@]}" max_duration="${TRAIN_STEPS}ba" \
   metrics_file="$OUT/train_metrics.jsonl" callbacks.speed_monitor.window_size="$WINDOW" \
   callbacks.grad_norm.interval="$WINDOW" loggers.console.interval=10ba
-python3 -m modernbert.bench.train_run summarize "$OUT/train_metrics.jsonl" --window "$WINDOW" \
+python3 scripts/bench.py train-run summarize "$OUT/train_metrics.jsonl" --window "$WINDOW" \
   --json "$OUT/train_summary.json" 2>&1 | tee -a "$OUT/status.txt"
 
 # 3. top kernels of the same recipe's steps (compiled regions; 3 warm-up steps, 2 profiled)
-step profile_train "${PROFILE_LIMIT:-60}" python3 -m modernbert.bench.train_run profile \
+step profile_train "${PROFILE_LIMIT:-60}" python3 scripts/bench.py train-run profile \
   --out "$OUT/profiles" "${BASE[@]}"
 head -n 30 "$OUT/profiles/train_step_top_ops.txt" 2>/dev/null
 
@@ -73,7 +73,7 @@ head -n 30 "$OUT/profiles/train_step_top_ops.txt" 2>/dev/null
 step gpu_tests "${TESTS_LIMIT:-90}" python3 -m pytest -q -m gpu -p no:cacheprovider tests
 
 # 5. ours vs transformers (figures written after every scenario)
-step benchmark "${BENCH_LIMIT:-100}" python3 scripts/benchmark.py --preset gpu-base \
+step benchmark "${BENCH_LIMIT:-100}" python3 scripts/bench.py speed --preset gpu-base \
   --seq-lens 1024 8192 --backends auto --warmup 1 --repeats 2 --steps 2 \
   --json "$OUT/bench_gpu.json"
 cat "$OUT/status.txt"

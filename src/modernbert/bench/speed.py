@@ -1,10 +1,12 @@
-"""Our ModernBertForMaskedLM vs transformers' ModernBertForMaskedLM: tokens/s and peak memory.
+"""`bench.py speed`: our ModernBertForMaskedLM vs transformers' on the same documents.
 
-    python scripts/benchmark.py --preset cpu --json runs/bench_cpu.json
-    PYTHONPATH=src python scripts/benchmark.py --preset gpu-base --json bench_gpu.json
+    python scripts/bench.py speed --preset cpu --json runs/bench_cpu.json [--threads 1]
+    PYTHONPATH=src python scripts/bench.py speed --preset gpu-base --json bench_gpu.json
 
-Needs torch + transformers + this repo's src/ only (no Composer, no hub download); the
-method is described in docs/benchmarks.md.
+Contract: picks a preset (`presets.py`, the one home of the benchmark's defaults), applies
+the few overrides given here, runs it (`runner.run_benchmark`), prints the table and, with
+`--json`, writes every figure (rewritten after each scenario, so a run cut short keeps what
+it measured). Needs torch, transformers and this package only (no Composer, no hub).
 """
 
 from __future__ import annotations
@@ -14,19 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-try:
-    import modernbert.bench  # noqa: F401
-except ImportError:  # a bare checkout (e.g. a GPU box with torch only): use src/ directly
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-import torch
-
-from modernbert.bench.presets import PRESETS, get_preset
-from modernbert.bench.report import format_table
+from .presets import PRESETS
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", required=True, choices=sorted(PRESETS))
     p.add_argument("--json", type=Path, help="write every figure to this file")
     p.add_argument("--seq-lens", type=int, nargs="+", help="override the preset's lengths")
@@ -54,13 +47,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="let transformers torch.compile its MLP/head (its CUDA default); off: eager",
     )
-    return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    from modernbert.bench.runner import run_benchmark
+def run(args: argparse.Namespace) -> int:
+    import torch
 
-    args = parse_args(argv)
+    from .presets import get_preset
+    from .report import format_table
+    from .runner import run_benchmark
+
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -97,8 +92,4 @@ def main(argv: list[str] | None = None) -> dict:
     print(format_table(result))
     if args.json:
         print(f"wrote {args.json}")
-    return result
-
-
-if __name__ == "__main__":
-    main()
+    return 0
