@@ -63,7 +63,6 @@ def batches() -> list[dict]:
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_components_in_a_composer_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     metrics = tmp_path / "metrics.jsonl"
     cfg = TrainConfig(
@@ -83,7 +82,7 @@ def test_components_in_a_composer_run(tmp_path, monkeypatch):
             "grad_norm": GradNormConfig(interval=1),
             "packing_efficiency": NoOptions(),
         },
-        loggers={"jsonl": JsonlConfig(), "wandb": WandBConfig(project="toy")},
+        loggers={"jsonl": JsonlConfig(), "wandb": WandBConfig(project="toy", dir=str(tmp_path))},
         metrics_file=str(metrics),
         precision="fp32",
     )

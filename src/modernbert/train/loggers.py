@@ -139,6 +139,7 @@ class WandBConfig:
     entity: str | None = None  # W&B team or user (null: your default)
     group: str | None = None  # groups the phases of one model
     tags: list[str] = field(default_factory=list)  # free-form labels
+    dir: str | None = None  # local folder for W&B files (null: $WANDB_DIR, else the cwd)
 
 
 @dataclass
@@ -163,7 +164,7 @@ def _wandb(opts: WandBConfig, recipe: TrainConfig) -> LoggerDestination:
         group=opts.group,
         name=recipe.run_name,
         tags=list(opts.tags),
-        init_kwargs={"config": recipe_to_dict(recipe)},
+        init_kwargs={"config": recipe_to_dict(recipe), **({"dir": opts.dir} if opts.dir else {})},
     )
 
 
