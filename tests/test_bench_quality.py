@@ -14,6 +14,7 @@ from modernbert.bench.quality import (
     PlainParts,
     logits_function,
     masked_lm_loss,
+    plain_batches,
     seeded_model,
     train_plain,
 )
@@ -101,3 +102,27 @@ def test_plain_loop_trains_to_the_token_budget(golden, parts):
     _, losses = train_plain(path, overrides, Budget(tokens=1500), parts)
     assert 5 <= len(losses) <= 8  # 8 rows of at most 32 tokens a step
     assert all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_unpacked_rows_are_the_loaders_documents_one_per_row(golden):
+    """rows=unpacked: the packed batches' tokens, positions and masks, one document a row."""
+    *_, cfg = golden
+    tokenizer = load_tokenizer(cfg.tokenizer)
+    tokens = TokenSpec.from_tokenizer(tokenizer)
+    packed = plain_batches(cfg, tokenizer, tokens, PlainParts(model="ours", rows="packed"))
+    unpacked = plain_batches(cfg, tokenizer, tokens, PlainParts(model="ours", rows="unpacked"))
+    for _ in range(3):
+        rows, docs = next(packed), next(unpacked)
+        assert (
+            docs["position_ids"][:, 0].eq(0).all()
+            and docs["input_ids"][:, 0].eq(tokens.cls_id).all()
+        )
+        # every row restarts its positions exactly once: one document
+        starts = (docs["position_ids"] == 0) & docs["attention_mask"].bool()
+        assert starts.sum(dim=1).eq(1).all()
+        assert len(docs["input_ids"]) == int(
+            ((rows["position_ids"] == 0) & rows["attention_mask"].bool()).sum()
+        )
+        for key in ("input_ids", "labels"):
+            keep_rows, keep_docs = rows["attention_mask"].bool(), docs["attention_mask"].bool()
+            assert torch.equal(rows[key][keep_rows], docs[key][keep_docs])

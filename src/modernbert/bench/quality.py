@@ -76,7 +76,9 @@ class PlainParts:
     model: str = "hf"  # hf | ours
     optimizer: str = "adamw"  # adamw (torch, weight decay 0.01) | a registry name
     masking: str = "hf"  # hf | ours
-    rows: str = "pieces"  # pieces | packed (our loader: implies our masking and model)
+    # pieces | packed (our loader's rows: implies our masking and model) | unpacked (our
+    # loader's batches, order and masks, each document moved to a row of its own)
+    rows: str = "pieces"
     # exact: the LR of a step is the schedule at the tokens seen before it; composer: at the
     # tokens seen before the previous step, as Composer steps schedulers before it advances
     # its clock (so the first two steps both run at the schedule's start)
@@ -86,7 +88,7 @@ class PlainParts:
         choices = {
             "model": ("hf", "ours"),
             "masking": ("hf", "ours"),
-            "rows": ("pieces", "packed"),
+            "rows": ("pieces", "packed", "unpacked"),
             "schedule": ("exact", "composer"),
         }
         for name, valid in choices.items():
@@ -202,7 +204,7 @@ def train_plain(
     model.train()
     optimizer = _plain_optimizer(parts.optimizer, model, cfg)
     peak = [g["lr"] for g in optimizer.param_groups]
-    batches = _plain_batches(cfg, tokenizer, tokens, parts)
+    batches = plain_batches(cfg, tokenizer, tokens, parts)
     losses: list[float] = []
     seen = before_previous = 0
     while seen < budget.tokens:
@@ -234,16 +236,17 @@ def _plain_optimizer(name: str, model: torch.nn.Module, cfg: Any) -> torch.optim
     return build_optimizer(dataclasses.replace(cfg.optimizer, name=name), model)
 
 
-def _plain_batches(cfg: Any, tokenizer: Any, tokens: Any, parts: PlainParts):
+def plain_batches(cfg: Any, tokenizer: Any, tokens: Any, parts: PlainParts):
     """Endless training batches of `cfg.global_train_batch_size` rows."""
     rows = cfg.global_train_batch_size
-    if parts.rows == "packed":
+    if parts.rows in ("packed", "unpacked"):
         from ..data.flat import padded_rows
         from ..data.loader import build_mlm_dataloader
 
         loader = build_mlm_dataloader(cfg.train_loader, tokens, rows, seed=cfg.seed)
-        while True:  # the loader's packed rows, padded as a plain loop feeds them
-            yield from (padded_rows(batch, tokens.pad_id) for batch in loader)
+        as_rows = padded_rows if parts.rows == "packed" else _one_document_per_row
+        while True:  # the loader's rows, padded as a plain loop feeds them
+            yield from (as_rows(batch, tokens.pad_id) for batch in loader)
     stream = next(iter(cfg.train_loader.streams.values()))
     source = document_source(stream.local, stream.split or cfg.train_loader.split)
     seq = cfg.train_loader.max_seq_len
@@ -256,6 +259,31 @@ def _plain_batches(cfg: Any, tokenizer: Any, tokens: Any, parts: PlainParts):
             attention = torch.from_numpy(mask[lo : lo + rows])
             labels = masker(input_ids, lo, epoch)
             yield {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def _one_document_per_row(batch: Batch, pad_id: int) -> Batch:
+    """A flat batch as padded rows of one document each: the same tokens, positions and
+    masks as its packed rows, without two documents ever sharing a row."""
+    from ..data.flat import layout_of
+
+    layout = layout_of(batch)
+    ends = np.cumsum(layout.seqlens)
+    shape = (len(ends), layout.row_length)
+    out = {
+        "input_ids": torch.full(shape, pad_id, dtype=torch.int64),
+        "attention_mask": torch.zeros(shape, dtype=torch.int64),
+        "position_ids": torch.zeros(shape, dtype=torch.int64),
+        "labels": torch.full(shape, IGNORE_INDEX, dtype=torch.int64),
+    }
+    labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
+    labels[batch["masked_positions"]] = batch["masked_labels"]
+    for i, (t0, t1) in enumerate(zip([0, *ends[:-1].tolist()], ends.tolist())):
+        n = t1 - t0
+        out["input_ids"][i, :n] = batch["input_ids"][t0:t1]
+        out["attention_mask"][i, :n] = 1
+        out["position_ids"][i, :n] = batch["position_ids"][t0:t1]
+        out["labels"][i, :n] = labels[t0:t1]
+    return out
 
 
 def _plain_masker(kind: str, tokenizer: Any, tokens: Any, loader_cfg: Any, seed: int):
