@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -104,15 +105,26 @@ def test_plain_loop_trains_to_the_token_budget(golden, parts):
     assert all(torch.isfinite(torch.tensor(losses)))
 
 
+def _unmasked(batch: dict) -> torch.Tensor:
+    ids = batch["input_ids"].clone()
+    masked = batch["labels"] != -100
+    ids[masked] = batch["labels"][masked]
+    return ids
+
+
 def test_unpacked_rows_are_the_loaders_documents_one_per_row(golden):
     """rows=unpacked: the packed batches' tokens, positions and masks, one document a row."""
     *_, cfg = golden
     tokenizer = load_tokenizer(cfg.tokenizer)
     tokens = TokenSpec.from_tokenizer(tokenizer)
-    packed = plain_batches(cfg, tokenizer, tokens, PlainParts(model="ours", rows="packed"))
-    unpacked = plain_batches(cfg, tokenizer, tokens, PlainParts(model="ours", rows="unpacked"))
+    own_masks = PlainParts(model="ours", rows="packed", masking="ours")
+    packed = plain_batches(cfg, tokenizer, tokens, own_masks)
+    unpacked = plain_batches(cfg, tokenizer, tokens, replace(own_masks, rows="unpacked"))
+    remasked = plain_batches(
+        cfg, tokenizer, tokens, replace(own_masks, rows="unpacked", masking="hf")
+    )
     for _ in range(3):
-        rows, docs = next(packed), next(unpacked)
+        rows, docs, hf = next(packed), next(unpacked), next(remasked)
         assert (
             docs["position_ids"][:, 0].eq(0).all()
             and docs["input_ids"][:, 0].eq(tokens.cls_id).all()
@@ -126,3 +138,7 @@ def test_unpacked_rows_are_the_loaders_documents_one_per_row(golden):
         for key in ("input_ids", "labels"):
             keep_rows, keep_docs = rows["attention_mask"].bool(), docs["attention_mask"].bool()
             assert torch.equal(rows[key][keep_rows], docs[key][keep_docs])
+
+        # masking=hf: the same documents, masked anew by transformers' collator
+        assert torch.equal(_unmasked(hf), _unmasked(docs))
+        assert not torch.equal(hf["labels"], docs["labels"])

@@ -76,8 +76,9 @@ class PlainParts:
     model: str = "hf"  # hf | ours
     optimizer: str = "adamw"  # adamw (torch, weight decay 0.01) | a registry name
     masking: str = "hf"  # hf | ours
-    # pieces | packed (our loader's rows: implies our masking and model) | unpacked (our
-    # loader's batches, order and masks, each document moved to a row of its own)
+    # pieces | packed (our loader's rows; needs our model) | unpacked (our loader's batches
+    # and order, each document moved to a row of its own). With our loader's rows,
+    # masking=ours keeps the loader's own masks and masking=hf masks them anew.
     rows: str = "pieces"
     # exact: the LR of a step is the schedule at the tokens seen before it; composer: at the
     # tokens seen before the previous step, as Composer steps schedulers before it advances
@@ -245,8 +246,17 @@ def plain_batches(cfg: Any, tokenizer: Any, tokens: Any, parts: PlainParts):
 
         loader = build_mlm_dataloader(cfg.train_loader, tokens, rows, seed=cfg.seed)
         as_rows = padded_rows if parts.rows == "packed" else _one_document_per_row
+        remask = None
+        if parts.masking == "hf":  # the loader's rows and order, transformers' masks
+            remask = _plain_masker("hf", tokenizer, tokens, cfg.train_loader, cfg.seed)
         while True:  # the loader's rows, padded as a plain loop feeds them
-            yield from (as_rows(batch, tokens.pad_id) for batch in loader)
+            for batch in loader:
+                padded = as_rows(batch, tokens.pad_id)
+                if remask is not None:
+                    masked = padded["labels"] != IGNORE_INDEX
+                    padded["input_ids"][masked] = padded["labels"][masked]  # unmask
+                    padded["labels"] = remask(padded["input_ids"], 0, 0)
+                yield padded
     stream = next(iter(cfg.train_loader.streams.values()))
     source = document_source(stream.local, stream.split or cfg.train_loader.split)
     seq = cfg.train_loader.max_seq_len
