@@ -393,10 +393,10 @@ def summary_table(results: list[RunResult]) -> str:
     for label, runs in by_label.items():
         runs.sort(key=lambda r: r.seed)
         losses = [r.val_loss for r in runs]
-        sem = np.std(losses, ddof=1) / np.sqrt(len(losses)) if len(losses) > 1 else float("nan")
+        sem = f"{np.std(losses, ddof=1) / np.sqrt(len(losses)):.3f}" if len(losses) > 1 else "–"
         lines.append(
             f"| {label} | {', '.join(str(r.seed) for r in runs)} | "
-            f"{', '.join(f'{v:.3f}' for v in losses)} | **{np.mean(losses):.3f}** | {sem:.3f} | "
+            f"{', '.join(f'{v:.3f}' for v in losses)} | **{np.mean(losses):.3f}** | {sem} | "
             f"{runs[0].steps} | {np.mean([r.seconds for r in runs]):.0f} |"
         )
     return "\n".join(lines)
