@@ -94,6 +94,24 @@ def test_flat_batches_equal_the_padded_rows_token_for_token(root):
     assert compared > 1000  # masked tokens compared, warmup batches included
 
 
+def test_padded_rows_per_document_give_each_document_its_own_row(root):
+    for batch in _loader(root):
+        layout: FlatLayout = batch["layout"]
+        packed = padded_rows(batch, TOKENS.pad_id)
+        rows = padded_rows(batch, TOKENS.pad_id, per_document=True)
+        assert len(rows["input_ids"]) == len(layout.seqlens) > layout.num_rows
+        # one document a row: [CLS] at position 0, its positions 0..n-1, nothing after [SEP]
+        lengths = rows["attention_mask"].sum(1)
+        assert lengths.tolist() == layout.seqlens.tolist()
+        assert (rows["input_ids"][:, 0] == TOKENS.cls_id).all()
+        for row, n in zip(rows["position_ids"], lengths.tolist()):
+            assert row[:n].tolist() == list(range(n))
+        # the same tokens and labels as the packed rows, in the same order
+        for key in ("input_ids", "labels", "position_ids"):
+            real_packed = packed[key][packed["attention_mask"].bool()]
+            assert torch.equal(rows[key][rows["attention_mask"].bool()], real_packed), key
+
+
 def test_flat_batch_fields_agree(root):
     for batch in _loader(root):
         layout: FlatLayout = batch["layout"]

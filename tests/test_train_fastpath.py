@@ -115,10 +115,14 @@ def _fit_counting_syncs(cfg) -> CountSyncs:
     return counter
 
 
-def test_composer_training_step_makes_no_device_sync(tiny_corpus, tmp_path):
-    cfg = _cfg(
+def _six_steps_logging_every_third(tiny_corpus, tmp_path):
+    return _cfg(
         tiny_corpus, tmp_path, "max_duration=6ba", "scheduler.t_warmup=1ba", "loss_log_interval=3"
     )
+
+
+def test_composer_training_step_makes_no_device_sync(tiny_corpus, tmp_path):
+    cfg = _six_steps_logging_every_third(tiny_corpus, tmp_path)
     counter = _fit_counting_syncs(cfg)
     assert counter.microbatches == 12  # 8 rows in microbatches of 4, six steps
     assert counter.model_step.total == 0, counter.model_step.counts
@@ -163,9 +167,7 @@ class FailOnCudaSync(Callback):
 def test_cuda_steps_between_loss_logs_never_sync(tiny_corpus, tmp_path):
     """On one GPU, whole Composer steps and the fetches between them make no device sync
     except the logged loss's read (any other raises inside fit, naming the call)."""
-    cfg = _cfg(
-        tiny_corpus, tmp_path, "max_duration=6ba", "scheduler.t_warmup=1ba", "loss_log_interval=3"
-    )
+    cfg = _six_steps_logging_every_third(tiny_corpus, tmp_path)
     detector = FailOnCudaSync(loss_interval=3, steps=6)
     trainer = build_trainer(cfg)
     trainer.state.callbacks.append(detector)
@@ -177,22 +179,25 @@ def test_cuda_steps_between_loss_logs_never_sync(tiny_corpus, tmp_path):
     assert detector.checked == [2, 4, 5]
 
 
-def test_loss_logged_every_n_steps_is_that_steps_loss(tiny_corpus, tmp_path):
+def _run_losses(tiny_corpus, run_dir, **recipe_keys) -> dict[int, float]:
+    """Train the tiny recipe without eval or checkpoints; its logged loss per step."""
     from modernbert.train.trainer import run
 
-    losses = {}
-    for interval in (1, 3):
-        run_dir = tmp_path / f"every{interval}"
-        recipe = tiny_recipe(
+    recipe = tiny_recipe(tiny_corpus, run_dir, eval_loader=None, save_folder=None, **recipe_keys)
+    run(write_recipe(recipe, run_dir / "recipe.yaml"))
+    return read_losses(run_dir / "metrics.jsonl")
+
+
+def test_loss_logged_every_n_steps_is_that_steps_loss(tiny_corpus, tmp_path):
+    losses = {
+        interval: _run_losses(
             tiny_corpus,
-            run_dir,
+            tmp_path / f"every{interval}",
             max_duration="7ba",
-            eval_loader=None,
-            save_folder=None,
             loss_log_interval=interval,
         )
-        run(write_recipe(recipe, run_dir / "recipe.yaml"))
-        losses[interval] = read_losses(run_dir / "metrics.jsonl")
+        for interval in (1, 3)
+    }
     assert sorted(losses[1]) == list(range(7))
     # steps 3 and 6 (the metrics file labels a step's loss with the steps done before it);
     # step 7, not a multiple of 3, is not logged
@@ -238,22 +243,17 @@ def test_microbatch_losses_weigh_into_the_whole_batch(tiny_corpus, tmp_path):
 
 
 def test_run_losses_do_not_depend_on_the_microbatch_size(tiny_corpus, tmp_path):
-    from modernbert.train.trainer import run
-
-    losses = {}
-    for micro in (8, 2):
-        run_dir = tmp_path / f"micro{micro}"
-        recipe = tiny_recipe(
+    schedule = {"name": "warmup_stable_decay", "t_warmup": "1ba", "t_decay": "0.25dur"}
+    losses = {
+        micro: _run_losses(
             tiny_corpus,
-            run_dir,
+            tmp_path / f"micro{micro}",
             max_duration="3ba",
-            scheduler={"name": "warmup_stable_decay", "t_warmup": "1ba", "t_decay": "0.25dur"},
-            eval_loader=None,
-            save_folder=None,
+            scheduler=schedule,
             device_train_microbatch_size=micro,
         )
-        run(write_recipe(recipe, run_dir / "recipe.yaml"))
-        losses[micro] = read_losses(run_dir / "metrics.jsonl")
+        for micro in (8, 2)
+    }
     assert sorted(losses[2]) == [0, 1, 2]
     assert losses[2] == pytest.approx(losses[8], abs=2e-5)
 

@@ -245,13 +245,13 @@ def plain_batches(cfg: Any, tokenizer: Any, tokens: Any, parts: PlainParts):
         from ..data.loader import build_mlm_dataloader
 
         loader = build_mlm_dataloader(cfg.train_loader, tokens, rows, seed=cfg.seed)
-        as_rows = padded_rows if parts.rows == "packed" else _one_document_per_row
+        per_document = parts.rows == "unpacked"
         remask = None
         if parts.masking == "hf":  # the loader's rows and order, transformers' masks
             remask = _plain_masker("hf", tokenizer, tokens, cfg.train_loader, cfg.seed)
         while True:  # the loader's rows, padded as a plain loop feeds them
             for batch in loader:
-                padded = as_rows(batch, tokens.pad_id)
+                padded = padded_rows(batch, tokens.pad_id, per_document)
                 if remask is not None:
                     masked = padded["labels"] != IGNORE_INDEX
                     padded["input_ids"][masked] = padded["labels"][masked]  # unmask
@@ -269,31 +269,6 @@ def plain_batches(cfg: Any, tokenizer: Any, tokens: Any, parts: PlainParts):
             attention = torch.from_numpy(mask[lo : lo + rows])
             labels = masker(input_ids, lo, epoch)
             yield {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
-
-
-def _one_document_per_row(batch: Batch, pad_id: int) -> Batch:
-    """A flat batch as padded rows of one document each: the same tokens, positions and
-    masks as its packed rows, without two documents ever sharing a row."""
-    from ..data.flat import layout_of
-
-    layout = layout_of(batch)
-    ends = np.cumsum(layout.seqlens)
-    shape = (len(ends), layout.row_length)
-    out = {
-        "input_ids": torch.full(shape, pad_id, dtype=torch.int64),
-        "attention_mask": torch.zeros(shape, dtype=torch.int64),
-        "position_ids": torch.zeros(shape, dtype=torch.int64),
-        "labels": torch.full(shape, IGNORE_INDEX, dtype=torch.int64),
-    }
-    labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
-    labels[batch["masked_positions"]] = batch["masked_labels"]
-    for i, (t0, t1) in enumerate(zip([0, *ends[:-1].tolist()], ends.tolist())):
-        n = t1 - t0
-        out["input_ids"][i, :n] = batch["input_ids"][t0:t1]
-        out["attention_mask"][i, :n] = 1
-        out["position_ids"][i, :n] = batch["position_ids"][t0:t1]
-        out["labels"][i, :n] = labels[t0:t1]
-    return out
 
 
 def _plain_masker(kind: str, tokenizer: Any, tokens: Any, loader_cfg: Any, seed: int):

@@ -10,6 +10,7 @@ a device tensor. See docs/interfaces.md section 3.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -189,23 +190,28 @@ def model_inputs(batch: Batch) -> dict[str, Any]:
     }
 
 
-def padded_rows(batch: Batch, pad_id: int) -> dict[str, torch.Tensor]:
+def padded_rows(batch: Batch, pad_id: int, per_document: bool = False) -> dict[str, torch.Tensor]:
     """The `[rows, row_length]` view of a flat batch (CPU): padded rows, attention mask,
     positions restarting at each document, labels at masked positions (-100 elsewhere).
+    `per_document` gives every document a row of its own (the same tokens, positions and
+    labels, never two documents in one row).
 
     For inspection, models that take padded rows (transformers) and tests; training uses the
     flat form.
     """
     layout = layout_of(batch)
-    shape = (layout.num_rows, layout.row_length)
+    if per_document:
+        bounds = [0, *np.cumsum(layout.seqlens).tolist()]
+    else:
+        bounds = [int(t) for t in layout.row_tokens]
+    shape = (len(bounds) - 1, layout.row_length)
     ids = torch.full(shape, pad_id, dtype=torch.int64)
     mask = torch.zeros(shape, dtype=torch.int64)
     positions = torch.zeros(shape, dtype=torch.int64)
     labels = torch.full(shape, IGNORE_INDEX, dtype=torch.int64)
     flat_labels = torch.full_like(batch["input_ids"], IGNORE_INDEX, device="cpu")
     flat_labels[batch["masked_positions"].cpu()] = batch["masked_labels"].cpu()
-    for r in range(layout.num_rows):
-        t0, t1 = int(layout.row_tokens[r]), int(layout.row_tokens[r + 1])
+    for r, (t0, t1) in enumerate(pairwise(bounds)):
         n = t1 - t0
         ids[r, :n] = batch["input_ids"][t0:t1]
         mask[r, :n] = 1
