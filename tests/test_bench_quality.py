@@ -16,6 +16,7 @@ from modernbert.bench.quality import (
     logits_function,
     masked_lm_loss,
     plain_batches,
+    run_overrides,
     seeded_model,
     train_plain,
 )
@@ -44,6 +45,18 @@ def test_budget_overrides_give_the_trainer_the_same_schedule():
     assert (cfg.max_duration, cfg.scheduler.t_warmup) == ("400000tok", "40000tok")
     assert (cfg.scheduler.t_decay, cfg.scheduler.alpha_f) == ("0.9dur", 0.1)
     assert cfg.scheduler.decay_shape == "linear" and cfg.max_grad_norm == 1.0
+
+
+def test_shuffle_offset_sets_the_loader_seed_apart_and_keys_its_own_results(tmp_path):
+    b = Budget(tokens=400_000)
+    equal = load_recipe(DEMO, run_overrides(18, b, tmp_path / "m.jsonl"))
+    apart = load_recipe(DEMO, run_overrides(18, b, tmp_path / "m.jsonl", shuffle_offset=1000))
+    assert (equal.seed, equal.train_loader.shuffle_seed) == (18, 18)
+    assert (apart.seed, apart.train_loader.shuffle_seed) == (18, 1018)
+    spec = RunSpec.parse("ours")
+    names = {spec.file_name(18, b, DEMO, offset) for offset in (0, 1000, 2000)}
+    assert len(names) == 3
+    assert spec.file_name(18, b, DEMO) == spec.file_name(18, b, DEMO, 0)
 
 
 def test_run_specs_split_plain_parts_from_recipe_overrides():

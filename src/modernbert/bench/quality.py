@@ -156,12 +156,15 @@ def seeded_model(cfg: Any) -> torch.nn.Module:
     return ModernBertForMaskedLM(cfg.model)
 
 
-def run_overrides(seed: int, budget: Budget, metrics_file: Path) -> list[str]:
-    """Everything besides the schedule that makes a recipe one clean benchmark run."""
+def run_overrides(
+    seed: int, budget: Budget, metrics_file: Path, shuffle_offset: int = 0
+) -> list[str]:
+    """Everything besides the schedule that makes a recipe one clean benchmark run; the
+    loader's shuffle seed is the run seed + `shuffle_offset`."""
     return [
         *budget.overrides(),
         f"seed={seed}",
-        f"train_loader.shuffle_seed={seed}",
+        f"train_loader.shuffle_seed={seed + shuffle_offset}",
         f"run_name=quality-{seed}",
         "batch_size_warmup=null",
         "eval_loader=null",
@@ -327,6 +330,7 @@ def run_one(
     extra_overrides: list[str] = (),
     parts: PlainParts | None = None,
     label: str | None = None,
+    shuffle_offset: int = 0,
 ) -> RunResult:
     """Train one side for one seed and score it on the shared validation rows."""
     from ..data.tokenizer import TokenSpec, load_tokenizer
@@ -334,7 +338,8 @@ def run_one(
 
     workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    overrides = [*run_overrides(seed, budget, workdir / f"metrics-{seed}.jsonl"), *extra_overrides]
+    metrics = workdir / f"metrics-{seed}.jsonl"
+    overrides = [*run_overrides(seed, budget, metrics, shuffle_offset), *extra_overrides]
     start = time.perf_counter()
     if side == "ours":
         model, losses = train_ours(recipe, overrides)

@@ -55,9 +55,11 @@ class RunSpec:
         plain = PlainParts.parse(",".join(parts)) if side == "plain" else None
         return cls(side, plain, overrides, text)
 
-    def file_name(self, seed: int, budget: Budget, recipe: Path) -> str:
-        """Result file of this spec for one seed; a changed recipe or budget is a new run."""
-        key = json.dumps([self.text, dataclasses.asdict(budget), recipe.read_text()]).encode()
+    def file_name(self, seed: int, budget: Budget, recipe: Path, shuffle_offset: int = 0) -> str:
+        """Result file of this spec for one seed; a changed recipe, budget or shuffle offset
+        is a new run."""
+        parts = [self.text, dataclasses.asdict(budget), recipe.read_text()]
+        key = json.dumps(parts + ([shuffle_offset] if shuffle_offset else [])).encode()
         return f"{hashlib.sha1(key).hexdigest()[:12]}-{seed}.json"
 
 
@@ -73,6 +75,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha-f", type=float, default=Budget.alpha_f)
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="<= 0: no clipping")
     p.add_argument("--data", type=Path, default=Path("demo_out"), help="demo corpus folder")
+    p.add_argument(
+        "--shuffle-offset",
+        type=int,
+        default=0,
+        help="the loader's shuffle seed is the run seed + this (0: equal seeds, as the recipes)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -86,7 +94,9 @@ def _run(args: argparse.Namespace) -> int:
         args.json.with_suffix(""),  # this run's own folder (metrics file)
         list(spec.overrides),
         spec.parts,
-        label=args.spec,
+        label=args.spec
+        + (f" (shuffle seed + {args.shuffle_offset})" if args.shuffle_offset else ""),
+        shuffle_offset=args.shuffle_offset,
     )
     args.json.write_text(json.dumps(dataclasses.asdict(result)))
     print(f"{args.spec} seed {args.seed}: val loss {result.val_loss:.4f} ({result.seconds:.0f} s)")
@@ -107,7 +117,7 @@ def _compare(args: argparse.Namespace) -> int:
     specs = [RunSpec.parse(s) for s in args.runs]
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = [
-        (s, seed, args.out / s.file_name(seed, budget, args.recipe))
+        (s, seed, args.out / s.file_name(seed, budget, args.recipe, args.shuffle_offset))
         for s in specs
         for seed in args.seeds
     ]
@@ -148,6 +158,7 @@ def _common_argv(args: argparse.Namespace) -> list[str]:
         "--recipe", str(args.recipe), "--tokens", str(args.tokens),
         "--warmup-fraction", str(args.warmup_fraction), "--alpha-f", str(args.alpha_f),
         "--max-grad-norm", str(args.max_grad_norm), "--data", str(args.data),
+        "--shuffle-offset", str(args.shuffle_offset),
     ]  # fmt: skip
 
 
