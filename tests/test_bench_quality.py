@@ -19,6 +19,7 @@ from modernbert.bench.quality import (
     run_overrides,
     seeded_model,
     train_plain,
+    unmasked_input_ids,
 )
 from modernbert.bench.quality_data import eval_batches
 from modernbert.bench.quality_runs import RunSpec
@@ -57,6 +58,16 @@ def test_shuffle_offset_sets_the_loader_seed_apart_and_keys_its_own_results(tmp_
     names = {spec.file_name(18, b, DEMO, offset) for offset in (0, 1000, 2000)}
     assert len(names) == 3
     assert spec.file_name(18, b, DEMO) == spec.file_name(18, b, DEMO, 0)
+
+
+def test_ours_keeps_the_recipes_batch_size_warmup_unless_the_spec_turns_it_off(tmp_path):
+    b = Budget(tokens=400_000)
+    shipped = load_recipe(DEMO, run_overrides(18, b, tmp_path / "m.jsonl"))
+    assert shipped.batch_size_warmup == load_recipe(DEMO).batch_size_warmup is not None
+    spec = RunSpec.parse("ours:batch_size_warmup=null")
+    off = load_recipe(DEMO, [*run_overrides(18, b, tmp_path / "m.jsonl"), *spec.overrides])
+    assert off.batch_size_warmup is None
+    assert spec.file_name(18, b, DEMO) != RunSpec.parse("ours").file_name(18, b, DEMO)
 
 
 def test_run_specs_split_plain_parts_from_recipe_overrides():
@@ -114,15 +125,10 @@ def test_plain_loop_trains_to_the_token_budget(golden, parts):
     path, overrides, _ = golden
     torch.set_num_threads(1)
     _, losses = train_plain(path, overrides, Budget(tokens=1500), parts)
-    assert 5 <= len(losses) <= 8  # 8 rows of at most 32 tokens a step
+    # 8 rows of at most 32 tokens a step; the packed loader ramps up from 4 rows (the golden
+    # recipe's batch-size warmup), which takes a step or two more
+    assert 5 <= len(losses) <= 10
     assert all(torch.isfinite(torch.tensor(losses)))
-
-
-def _unmasked(batch: dict) -> torch.Tensor:
-    ids = batch["input_ids"].clone()
-    masked = batch["labels"] != -100
-    ids[masked] = batch["labels"][masked]
-    return ids
 
 
 def test_unpacked_rows_are_the_loaders_documents_one_per_row(golden):
@@ -153,5 +159,39 @@ def test_unpacked_rows_are_the_loaders_documents_one_per_row(golden):
             assert torch.equal(rows[key][keep_rows], docs[key][keep_docs])
 
         # masking=hf: the same documents, masked anew by transformers' collator
-        assert torch.equal(_unmasked(hf), _unmasked(docs))
+        assert torch.equal(unmasked_input_ids(hf), unmasked_input_ids(docs))
         assert not torch.equal(hf["labels"], docs["labels"])
+
+
+def test_loader_order_rows_are_the_loaders_pieces_a_fixed_number_a_step(golden):
+    """rows=loader_order: the unpacked stream's pieces, in order, batch-size pieces a step."""
+    *_, cfg = golden
+    tokenizer = load_tokenizer(cfg.tokenizer)
+    tokens = TokenSpec.from_tokenizer(tokenizer)
+    unpacked = plain_batches(cfg, tokenizer, tokens, PlainParts(rows="unpacked"))
+    ordered = plain_batches(cfg, tokenizer, tokens, PlainParts(rows="loader_order"))
+    loader_pieces = torch.cat([unmasked_input_ids(next(unpacked)) for _ in range(6)])
+    steps = [next(ordered) for _ in range(3)]
+    assert all(len(s["input_ids"]) == cfg.global_train_batch_size for s in steps)
+    pieces = torch.cat([unmasked_input_ids(s) for s in steps])
+    assert torch.equal(pieces, loader_pieces[: len(pieces)])
+    assert all(s["labels"].ne(-100).any() for s in steps)  # masked anew
+    with pytest.raises(ValueError, match="needs masking=hf"):
+        next(plain_batches(cfg, tokenizer, tokens, PlainParts(rows="loader_order", masking="ours")))
+
+
+def test_loader_steps_rows_are_the_plain_pieces_in_the_loaders_step_sizes(golden):
+    """rows=loader_steps: the plain permutation of pieces, cut as the loader cuts its steps."""
+    *_, cfg = golden
+    tokenizer = load_tokenizer(cfg.tokenizer)
+    tokens = TokenSpec.from_tokenizer(tokenizer)
+    unpacked = plain_batches(cfg, tokenizer, tokens, PlainParts(rows="unpacked"))
+    plain = plain_batches(cfg, tokenizer, tokens, PlainParts())
+    stepped = plain_batches(cfg, tokenizer, tokens, PlainParts(rows="loader_steps"))
+    sizes = [len(next(unpacked)["input_ids"]) for _ in range(5)]
+    got = [next(stepped) for _ in range(5)]
+    assert [len(s["input_ids"]) for s in got] == sizes
+    assert len(set(sizes)) > 1  # the golden recipe's batch-size warmup: steps of many sizes
+    plain_pieces = torch.cat([unmasked_input_ids(next(plain)) for _ in range(sum(sizes))])
+    pieces = torch.cat([unmasked_input_ids(s) for s in got])
+    assert torch.equal(pieces, plain_pieces[: len(pieces)])

@@ -8,9 +8,11 @@ Two kinds of run, one evaluation:
   ablations): the model (`hf`: transformers' ModernBertForMaskedLM, or `ours`), the
   optimizer (`adamw`: torch AdamW, or a name from our registry with the recipe's settings),
   the masking (`hf`: transformers' DataCollatorForLanguageModeling, or `ours`) and the rows
-  (`pieces`: one `[CLS] piece [SEP]` per row, pieces shuffled globally; or `packed`: our
-  loader's packed batches, which also brings our masking). Its defaults are what a new user
-  writes with transformers alone.
+  (`pieces`: one `[CLS] piece [SEP]` per row, pieces shuffled globally, a fixed number a
+  step; `packed`: our loader's packed batches, which also brings our masking; `unpacked`: the
+  loader's batches, one piece a row; `loader_order`: the loader's pieces in its order, a fixed
+  number a step; `loader_steps`: the plain loop's own order, as many pieces a step as the
+  loader's batches hold). Its defaults are what a new user writes with transformers alone.
 
 Both start from the same weights for the same seed (ours, seeded as the trainer seeds them,
 converted to transformers when the model is `hf`) and are scored by `masked_lm_loss` on the
@@ -77,7 +79,9 @@ class PlainParts:
     optimizer: str = "adamw"  # adamw (torch, weight decay 0.01) | a registry name
     masking: str = "hf"  # hf | ours
     # pieces | packed (our loader's rows; needs our model) | unpacked (our loader's batches
-    # and order, each document moved to a row of its own). With our loader's rows,
+    # and order, each document moved to a row of its own) | loader_order (the loader's pieces
+    # in its order, batch-size pieces a step) | loader_steps (the plain permutation of pieces,
+    # cut into steps of as many pieces as the loader's batches hold). With our loader's rows,
     # masking=ours keeps the loader's own masks and masking=hf masks them anew.
     rows: str = "pieces"
     # exact: the LR of a step is the schedule at the tokens seen before it; composer: at the
@@ -89,7 +93,7 @@ class PlainParts:
         choices = {
             "model": ("hf", "ours"),
             "masking": ("hf", "ours"),
-            "rows": ("pieces", "packed", "unpacked"),
+            "rows": ("pieces", "packed", "unpacked", "loader_order", "loader_steps"),
             "schedule": ("exact", "composer"),
         }
         for name, valid in choices.items():
@@ -160,13 +164,14 @@ def run_overrides(
     seed: int, budget: Budget, metrics_file: Path, shuffle_offset: int = 0
 ) -> list[str]:
     """Everything besides the schedule that makes a recipe one clean benchmark run; the
-    loader's shuffle seed is the run seed + `shuffle_offset`."""
+    loader's shuffle seed is the run seed + `shuffle_offset`. The recipe's batch-size warmup
+    stays (a part of ours the plain loop does not have; `ours:batch_size_warmup=null` turns it
+    off, as the issue's comparison did)."""
     return [
         *budget.overrides(),
         f"seed={seed}",
         f"train_loader.shuffle_seed={seed + shuffle_offset}",
         f"run_name=quality-{seed}",
-        "batch_size_warmup=null",
         "eval_loader=null",
         "save_folder=null",
         "autoresume=false",
@@ -241,35 +246,94 @@ def _plain_optimizer(name: str, model: torch.nn.Module, cfg: Any) -> torch.optim
 
 
 def plain_batches(cfg: Any, tokenizer: Any, tokens: Any, parts: PlainParts):
-    """Endless training batches of `cfg.global_train_batch_size` rows."""
-    rows = cfg.global_train_batch_size
+    """Endless training batches, as `parts.rows` says."""
+    masker = _plain_masker(parts.masking, tokenizer, tokens, cfg.train_loader, cfg.seed)
     if parts.rows in ("packed", "unpacked"):
-        from ..data.flat import padded_rows
-        from ..data.loader import build_mlm_dataloader
+        yield from _loader_batches(cfg, tokens, parts.rows == "unpacked", parts.masking, masker)
+    elif parts.rows == "loader_order":
+        if parts.masking != "hf":
+            raise ValueError("plain rows=loader_order re-batches the pieces: it needs masking=hf")
+        yield from _loader_order_batches(cfg, tokens, masker)
+    else:
+        yield from _permuted_piece_batches(cfg, tokens, masker, parts.rows == "loader_steps")
 
-        loader = build_mlm_dataloader(cfg.train_loader, tokens, rows, seed=cfg.seed)
-        per_document = parts.rows == "unpacked"
-        remask = None
-        if parts.masking == "hf":  # the loader's rows and order, transformers' masks
-            remask = _plain_masker("hf", tokenizer, tokens, cfg.train_loader, cfg.seed)
-        while True:  # the loader's rows, padded as a plain loop feeds them
-            for batch in loader:
-                padded = padded_rows(batch, tokens.pad_id, per_document)
-                if remask is not None:
-                    masked = padded["labels"] != IGNORE_INDEX
-                    padded["input_ids"][masked] = padded["labels"][masked]  # unmask
-                    padded["labels"] = remask(padded["input_ids"], 0, 0)
-                yield padded
+
+def _loader(cfg: Any, tokens: Any):
+    """The trainer's loader: the same batches, masks and batch-size warmup as `ours`."""
+    from ..data.loader import build_mlm_dataloader
+
+    return build_mlm_dataloader(
+        cfg.train_loader,
+        tokens,
+        cfg.global_train_batch_size,
+        seed=cfg.seed,
+        batch_size_warmup=cfg.batch_size_warmup,
+    )
+
+
+def _loader_batches(cfg: Any, tokens: Any, per_document: bool, masking: str, masker: Any):
+    """The loader's batches, padded as a plain loop feeds them; masking=hf masks them anew."""
+    from ..data.flat import padded_rows
+
+    loader = _loader(cfg, tokens)
+    while True:
+        for batch in loader:
+            padded = padded_rows(batch, tokens.pad_id, per_document)
+            if masking == "hf":
+                padded["input_ids"] = unmasked_input_ids(padded)
+                padded["labels"] = masker(padded["input_ids"], 0, 0)
+            yield padded
+
+
+def unmasked_input_ids(padded: Batch) -> torch.Tensor:
+    """The input ids with every masked position given back its label (the original token)."""
+    ids = padded["input_ids"].clone()
+    masked = padded["labels"] != IGNORE_INDEX
+    ids[masked] = padded["labels"][masked]
+    return ids
+
+
+def _loader_order_batches(cfg: Any, tokens: Any, masker: Any):
+    """The loader's pieces, one a row, in the loader's order, cut into batch-size steps."""
+    from ..data.flat import padded_rows
+
+    rows = cfg.global_train_batch_size
+    ids: list[torch.Tensor] = []
+    attention: list[torch.Tensor] = []
+    loader = _loader(cfg, tokens)
+    while True:
+        for batch in loader:
+            padded = padded_rows(batch, tokens.pad_id, per_document=True)
+            ids.extend(unmasked_input_ids(padded))
+            attention.extend(padded["attention_mask"])
+            while len(ids) >= rows:
+                step_ids, step_mask = torch.stack(ids[:rows]), torch.stack(attention[:rows])
+                del ids[:rows], attention[:rows]
+                labels = masker(step_ids, 0, 0)
+                yield {"input_ids": step_ids, "attention_mask": step_mask, "labels": labels}
+
+
+def _permuted_piece_batches(cfg: Any, tokens: Any, masker: Any, loader_steps: bool):
+    """One piece a row, all pieces of an epoch permuted; batch-size pieces a step, or (with
+    `loader_steps`) as many pieces a step as the loader's batches of epoch 0 hold."""
+    rows = cfg.global_train_batch_size
     stream = next(iter(cfg.train_loader.streams.values()))
     source = document_source(stream.local, stream.split or cfg.train_loader.split)
     seq = cfg.train_loader.max_seq_len
-    masker = _plain_masker(parts.masking, tokenizer, tokens, cfg.train_loader, cfg.seed)
+    counts = None
+    if loader_steps:
+        from ..data.flat import layout_of
+
+        counts = [len(layout_of(b).seqlens) for b in _loader(cfg, tokens)]
     for epoch in range(1_000_000):
         order = np.random.default_rng([cfg.seed, epoch]).permutation(num_pieces(source, seq))
         ids, mask = piece_rows(source, tokens, seq, order)
-        for lo in range(0, len(order) - rows + 1, rows):
-            input_ids = torch.from_numpy(ids[lo : lo + rows].copy())
-            attention = torch.from_numpy(mask[lo : lo + rows])
+        sizes = counts if counts is not None else [rows] * (len(order) // rows)
+        for lo, n in zip(np.cumsum([0, *sizes]).tolist(), sizes):
+            if lo + n > len(order):
+                break
+            input_ids = torch.from_numpy(ids[lo : lo + n].copy())
+            attention = torch.from_numpy(mask[lo : lo + n])
             labels = masker(input_ids, lo, epoch)
             yield {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 

@@ -2,6 +2,7 @@ r"""`bench.py quality`: the learning-efficiency benchmark's command line (logic:
 
     python scripts/bench.py quality compare                      # ours vs plain, seeds 17-25
     python scripts/bench.py quality compare --runs ours plain:rows=unpacked   # paired: same data
+    python scripts/bench.py quality compare --runs "ours:batch_size_warmup=null"  # issue's set-up
     python scripts/bench.py quality compare --tokens 400000 --seeds 17 \
         --runs plain plain:model=ours plain:optimizer=stable_adamw "ours:optimizer.name=decoupled_adamw"
     python scripts/bench.py quality golden [--update]            # tests/golden/tiny_losses.json
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 from .cli import child_command, child_env
-from .quality import Budget, PlainParts, RunResult, run_one, summary_table
+from .quality import Budget, PlainParts, RunResult, run_one, run_overrides, summary_table
 
 _PART_KEYS = {f.name for f in dataclasses.fields(PlainParts)}
 
@@ -56,9 +57,10 @@ class RunSpec:
         return cls(side, plain, overrides, text)
 
     def file_name(self, seed: int, budget: Budget, recipe: Path, shuffle_offset: int = 0) -> str:
-        """Result file of this spec for one seed; a changed recipe, budget or shuffle offset
-        is a new run."""
-        parts = [self.text, dataclasses.asdict(budget), recipe.read_text()]
+        """Result file of this spec for one seed; a changed recipe, budget, shuffle offset or
+        set of fixed overrides (`run_overrides`) is a new run."""
+        fixed = run_overrides(0, budget, Path("metrics.jsonl"))
+        parts = [self.text, dataclasses.asdict(budget), recipe.read_text(), fixed]
         key = json.dumps(parts + ([shuffle_offset] if shuffle_offset else [])).encode()
         return f"{hashlib.sha1(key).hexdigest()[:12]}-{seed}.json"
 
